@@ -1,0 +1,1 @@
+"""Episodes, the synthetic interaction suite, TFDS/ArrayRecord storage and Grain pipelines."""

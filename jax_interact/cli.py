@@ -1,0 +1,84 @@
+"""`jax-interact`: the command line (SPEC §9).
+
+Each command is `module:function` taking the parsed arguments; modules are imported only when
+their command runs, so `jax-interact --help` stays fast. Bad input anywhere surfaces as an
+`InputError`: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jax_interact.errors import InputError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--config", required=True, help="config file, e.g. configs/tiny.py")
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="jax-interact", description=__doc__.splitlines()[0])
+  commands = parser.add_subparsers(dest="command", required=True)
+
+  data = commands.add_parser("data", help="generate, inspect and convert episodes")
+  data_commands = data.add_subparsers(dest="data_command", required=True)
+  p = data_commands.add_parser("generate", help="write a synthetic dataset and manifest.json")
+  p.add_argument("--out", required=True)
+  p.add_argument("--episodes", type=int, required=True)
+  p.add_argument("--tasks", default="", help="comma-separated task families (default: all)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+  p.set_defaults(run="data_pipelines.generate:main")
+  p = data_commands.add_parser("inspect", help="draw one episode on a time axis")
+  p.add_argument("dir")
+  p.add_argument("--index", type=int, default=0)
+  p.add_argument("--out", help="PNG to write")
+  p.add_argument("--json", help="JSON of the decoded micro-turn slots to write")
+  p.add_argument("--config", default=None, help="config whose stream layout to use")
+  p.set_defaults(run="data_pipelines.inspect:main")
+  p = data_commands.add_parser("convert", help="turn a two-channel conversation into episodes")
+  p.add_argument("--audio", required=True, help="WAV or FLAC: channel 0 user, channel 1 model")
+  p.add_argument("--words", required=True, help="JSON list of {speaker, text, start_s, end_s}")
+  p.add_argument("--out", required=True)
+  p.set_defaults(run="data_pipelines.convert:main")
+
+  p = commands.add_parser("train", help="train a model")
+  _config_args(p)
+  p.add_argument("--workdir", required=True)
+  p.set_defaults(run="jax_interact.trainer:main")
+
+  bench = commands.add_parser("bench", help="benchmarks writing JSON")
+  bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+  for name, help_text in (("data", "input pipeline and generation throughput"),
+                          ("train", "train step time, tokens/s, MFU"),
+                          ("decode", "streaming step latency")):
+    p = bench_commands.add_parser(name, help=help_text)
+    _config_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=f"jax_interact.bench.{name}:main")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = _parser()
+  # `--config.key=value` overrides are collected apart from the declared flags.
+  argv = list(sys.argv[1:] if argv is None else argv)
+  overrides = [a for a in argv if a.startswith("--config.")]
+  args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+  args.overrides = overrides
+  module_name, function_name = args.run.split(":")
+  try:
+    run = getattr(importlib.import_module(module_name), function_name)
+    return int(run(args) or 0)
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

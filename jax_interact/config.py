@@ -1,0 +1,282 @@
+"""Configs: short Python files in `configs/` returning an ml_collections ConfigDict.
+
+Every knob lives in `defaults()` below with a comment; a config file starts from it and changes
+what differs (`configs/tiny.py`). Command lines override keys as `--config.a.b=value`; unknown
+keys and out-of-range values raise `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+from jax_interact.errors import ConfigError
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """All config keys with their default (the `base` model size)."""
+  c = ml_collections.ConfigDict()
+  c.name = "base"
+  c.seed = 0
+
+  # Stream format (SPEC §3). Slot counts derive from these: see streams.layout.Layout.
+  c.stream = ml_collections.ConfigDict()
+  c.stream.chunk_ms = 200  # micro-turn length T
+  c.stream.sample_rate = 16000
+  c.stream.n_mels = 80
+  c.stream.win_ms = 25
+  c.stream.hop_ms = 10
+  c.stream.dmel_bins = 16  # ordinal intensity bins per mel channel
+  c.stream.dmel_log_min = -11.5  # natural-log mel power clipped to [min, max] before binning
+  c.stream.dmel_log_max = 2.5
+  c.stream.frames_per_token = 4  # k: dMel frames per audio token (40 ms)
+  c.stream.video_height = 160  # frames are resized to this (a multiple of patch)
+  c.stream.video_width = 160
+  c.stream.patch = 40
+  c.stream.text_in_slots = 4  # K_ti: typed user text tokens per micro-turn
+  c.stream.bg_slots = 4  # K_bg: background-result tokens per micro-turn
+  c.stream.user_transcript_slots = 4  # K_ut
+  c.stream.text_out_slots = 4  # K_to
+
+  # Data (SPEC §8).
+  c.data = ml_collections.ConfigDict()
+  c.data.dir = ""  # dataset written by `jax-interact data generate`
+  c.data.window = 32  # micro-turns per training window
+  c.data.batch_size = 8  # global batch (windows)
+  c.data.num_workers = 2  # Grain worker processes (0: in-process)
+  c.data.prefetch = 2  # batches buffered per worker
+  c.data.eval_split = "validation"
+
+  # Interaction model (SPEC §4).
+  c.model = ml_collections.ConfigDict()
+  c.model.vocab_size = 1024  # must be >= the tokenizer's size
+  c.model.d_model = 512
+  c.model.n_layers = 8
+  c.model.n_heads = 8
+  c.model.n_kv_heads = 4
+  c.model.head_dim = 64
+  c.model.d_ff = 1536
+  c.model.rope_theta = 10000.0
+  c.model.window_turns = 64  # W: sliding attention window in micro-turns
+  c.model.sinks = 4  # S: sink tokens always attended
+  c.model.local_layers = 2  # local decoder depth
+  c.model.local_d_model = 256
+  c.model.local_heads = 4
+  c.model.local_d_ff = 768
+  c.model.flow_hidden = 512  # flow-matching head MLP width
+  c.model.flow_steps = 4  # Euler steps at sampling
+  c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
+  c.model.experts_per_token = 2
+  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16
+  c.model.param_dtype = "float32"
+  c.model.remat = "none"  # none | full | dots (jax.checkpoint policy per layer)
+  c.model.scan_layers = True
+
+  # Losses.
+  c.loss = ml_collections.ConfigDict()
+  c.loss.text_weight = 1.0
+  c.loss.transcript_weight = 1.0
+  c.loss.audio_weight = 1.0
+  c.loss.silence_weight = 0.1  # weight of `<sil>` targets in the text losses
+
+  # Optimisation (SPEC §6).
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 10000
+  c.train.lr = 3e-4
+  c.train.warmup_steps = 200
+  c.train.min_lr_ratio = 0.1  # cosine decays to lr * min_lr_ratio
+  c.train.weight_decay = 0.1
+  c.train.b1 = 0.9
+  c.train.b2 = 0.95
+  c.train.clip_norm = 1.0
+  c.train.grad_accum = 1
+  c.train.log_every_steps = 10
+  c.train.eval_every_steps = 500
+  c.train.eval_batches = 4
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+
+  # Mesh axes (-1 fills with the remaining devices) and logical-axis rules.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  return c
+
+
+def _positive(x):
+  return x > 0
+
+
+def _non_negative(x):
+  return x >= 0
+
+
+def _fraction(x):
+  return 0 < x <= 1
+
+
+def _one_of(*options):
+  check = lambda x: x in options
+  check.expected = f"one of {options}"
+  return check
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "stream.chunk_ms": _positive,
+    "stream.sample_rate": _positive,
+    "stream.n_mels": _positive,
+    "stream.win_ms": _positive,
+    "stream.hop_ms": _positive,
+    "stream.dmel_bins": lambda x: 2 <= x <= 256,
+    "stream.frames_per_token": _positive,
+    "stream.video_height": _positive,
+    "stream.video_width": _positive,
+    "stream.patch": _positive,
+    "stream.text_in_slots": _non_negative,
+    "stream.bg_slots": _non_negative,
+    "stream.user_transcript_slots": _non_negative,
+    "stream.text_out_slots": _positive,
+    "data.window": _positive,
+    "data.batch_size": _positive,
+    "data.num_workers": _non_negative,
+    "data.prefetch": _positive,
+    "model.vocab_size": _positive,
+    "model.d_model": _positive,
+    "model.n_layers": _positive,
+    "model.n_heads": _positive,
+    "model.n_kv_heads": _positive,
+    "model.head_dim": _positive,
+    "model.d_ff": _positive,
+    "model.window_turns": _positive,
+    "model.sinks": _non_negative,
+    "model.local_layers": _positive,
+    "model.local_d_model": _positive,
+    "model.local_heads": _positive,
+    "model.local_d_ff": _positive,
+    "model.flow_hidden": _positive,
+    "model.flow_steps": _positive,
+    "model.num_experts": _non_negative,
+    "model.experts_per_token": _positive,
+    "model.dtype": _one_of("float32", "bfloat16"),
+    "model.param_dtype": _one_of("float32", "bfloat16"),
+    "model.remat": _one_of("none", "full", "dots"),
+    "loss.silence_weight": _non_negative,
+    "train.steps": _positive,
+    "train.lr": _positive,
+    "train.warmup_steps": _non_negative,
+    "train.min_lr_ratio": lambda x: 0 <= x <= 1,
+    "train.weight_decay": _non_negative,
+    "train.b1": lambda x: 0 <= x < 1,
+    "train.b2": lambda x: 0 <= x < 1,
+    "train.clip_norm": _positive,
+    "train.grad_accum": _positive,
+    "train.log_every_steps": _positive,
+    "train.eval_every_steps": _positive,
+    "train.eval_batches": _non_negative,
+    "checkpoint.every_steps": _positive,
+    "checkpoint.max_to_keep": _positive,
+    "mesh.data": lambda x: x == -1 or x > 0,
+    "mesh.fsdp": lambda x: x == -1 or x > 0,
+    "mesh.tensor": lambda x: x == -1 or x > 0,
+}
+
+_EXPECTED = {_positive: "a value > 0", _non_negative: "a value >= 0", _fraction: "a value in (0, 1]"}
+
+
+def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
+  """Raises ConfigError for the first value out of range or inconsistent with another."""
+  for key, check in _CHECKS.items():
+    value = _get(config, key, where)
+    if not check(value):
+      expected = getattr(check, "expected", _EXPECTED.get(check, "a valid value"))
+      raise ConfigError(f"{where}.{key}", f"got {value!r}, expected {expected}")
+  s, m = config.stream, config.model
+  for dim in ("video_height", "video_width"):
+    if s[dim] % s.patch:
+      raise ConfigError(f"{where}.stream.{dim}", f"got {s[dim]}, expected a multiple of "
+                        f"stream.patch={s.patch}")
+  if s.chunk_ms % (s.hop_ms * s.frames_per_token):
+    raise ConfigError(f"{where}.stream.chunk_ms", f"got {s.chunk_ms}, expected a multiple of "
+                      f"hop_ms * frames_per_token = {s.hop_ms * s.frames_per_token}")
+  if s.dmel_log_min >= s.dmel_log_max:
+    raise ConfigError(f"{where}.stream.dmel_log_min", "expected dmel_log_min < dmel_log_max")
+  if m.n_heads % m.n_kv_heads:
+    raise ConfigError(f"{where}.model.n_kv_heads", f"got {m.n_kv_heads}, expected a divisor "
+                      f"of model.n_heads={m.n_heads}")
+  if m.num_experts and m.experts_per_token > m.num_experts:
+    raise ConfigError(f"{where}.model.experts_per_token", "expected <= model.num_experts")
+
+
+def _get(config, dotted: str, where: str):
+  node = config
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise ConfigError(f"{where}.{dotted}", "unknown config key")
+    node = node[part]
+  return node
+
+
+def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """Loads `get_config()` from a config file, applies `key=value` overrides, validates."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ConfigError(str(path), "config file not found")
+  spec = importlib.util.spec_from_file_location(f"_jax_interact_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # a broken config file is user input
+    raise ConfigError(str(path), f"could not be executed ({type(e).__name__}: {e})") from e
+  if not hasattr(module, "get_config"):
+    raise ConfigError(str(path), "expected a function get_config()")
+  config = module.get_config()
+  apply_overrides(config, overrides)
+  validate(config)
+  return config
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+  """Applies overrides like `train.steps=300` (a leading `--config.` is accepted too)."""
+  for item in overrides:
+    text = item.removeprefix("--").removeprefix("config.")
+    if "=" not in text:
+      raise ConfigError(f"--config.{text}", "expected --config.key=value")
+    dotted, raw = text.split("=", 1)
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise ConfigError(f"config.{dotted}", "unknown config key")
+      node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ConfigError(f"config.{dotted}", "unknown config key")
+    node[leaf] = _parse_like(node[leaf], raw, f"config.{dotted}")
+
+
+def _parse_like(current, raw: str, where: str):
+  """Parses `raw` into the type of the current value."""
+  if isinstance(current, bool):
+    if raw.lower() in ("true", "1", "yes"):
+      return True
+    if raw.lower() in ("false", "0", "no"):
+      return False
+    raise ConfigError(where, f"got {raw!r}, expected true or false")
+  if isinstance(current, str):
+    return raw
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    raise ConfigError(where, f"got {raw!r}, expected a {type(current).__name__}") from None
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(current, (int, float, tuple, list)) and type(value) is not type(current):
+    raise ConfigError(where, f"got {raw!r}, expected a {type(current).__name__}")
+  return value
