@@ -5,7 +5,8 @@ Micro-turn t occupies `turn_len` consecutive positions of the temporal sequence:
   input segment:  [boundary] [text_in x K_ti] [video x K_v] [audio_in x K_ai] [bg x K_bg]
   output segment: [user_transcript x K_ut] [text_out x K_to] [audio_out x K_ao]
 
-A window of N micro-turns is stored per slot group (static shapes, one array per group):
+A batch of B windows of N micro-turns is stored per slot group (static shapes; below, the
+shapes of one window, a batch adds a leading B):
 
   turn             int32 [N]                 absolute micro-turn index t (boundary time embedding)
   turn_mask        bool  [N]                 True where the micro-turn lies inside the episode
@@ -136,3 +137,31 @@ class Layout:
     """int32 [n_turns * turn_len]: absolute sequence positions of a window's tokens."""
     return np.arange(first_turn * self.turn_len, (first_turn + n_turns) * self.turn_len,
                      dtype=np.int32)
+
+
+def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
+                 dmel_bins: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """A batch of the window format above filled with random values (benchmarks, tests)."""
+  rng = np.random.default_rng(seed)
+  b, n = batch_size, n_turns
+
+  def ids(kind):
+    return rng.integers(0, vocab_size, (b, n, layout.count(kind)), dtype=np.int32)
+
+  def dmel(kind):
+    shape = (b, n, layout.count(kind), layout.frames_per_token, layout.n_mels)
+    return rng.integers(0, dmel_bins, shape, dtype=np.uint8)
+
+  p = layout.patch
+  return {
+      "turn": np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
+      "turn_mask": np.ones((b, n), bool),
+      "text_in": ids(SlotKind.TEXT_IN),
+      "video": rng.integers(0, 256, (b, n, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
+      "video_mask": np.ones((b, n), bool),
+      "audio_in": dmel(SlotKind.AUDIO_IN),
+      "bg": ids(SlotKind.BG),
+      "user_transcript": ids(SlotKind.USER_TRANSCRIPT),
+      "text_out": ids(SlotKind.TEXT_OUT),
+      "audio_out": dmel(SlotKind.AUDIO_OUT),
+  }
