@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True)
   p.set_defaults(run="jax_interact.trainer:main")
 
+  p = commands.add_parser("demo", help="the main job: generate, train tiny, inspect, summarise")
+  p.add_argument("--out", default="out/demo")
+  p.add_argument("--episodes", type=int, default=90)
+  p.add_argument("--steps", type=int, default=300)
+  p.set_defaults(run="jax_interact.demo:main")
+
   bench = commands.add_parser("bench", help="benchmarks writing JSON")
   bench_commands = bench.add_subparsers(dest="bench_command", required=True)
   for name, help_text in (("data", "input pipeline and generation throughput"),

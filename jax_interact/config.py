@@ -226,9 +226,7 @@ def _get(config, dotted: str, where: str):
 
 def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
   """Loads `get_config()` from a config file, applies `key=value` overrides, validates."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise ConfigError(str(path), "config file not found")
+  path = resolve(path)
   spec = importlib.util.spec_from_file_location(f"_jax_interact_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   try:
@@ -241,6 +239,17 @@ def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collecti
   apply_overrides(config, overrides)
   validate(config)
   return config
+
+
+def resolve(path: str | pathlib.Path) -> pathlib.Path:
+  """A config path as given, else the file of that name among the installed `configs/`."""
+  path = pathlib.Path(path)
+  if path.is_file():
+    return path
+  installed = pathlib.Path(__file__).resolve().parent.parent / "configs" / path.name
+  if path.parent.name in ("configs", "") and installed.is_file():
+    return installed
+  raise ConfigError(str(path), "config file not found")
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
