@@ -82,6 +82,12 @@ def defaults() -> ml_collections.ConfigDict:
   c.loss.transcript_weight = 1.0
   c.loss.audio_weight = 1.0
   c.loss.silence_weight = 0.1  # weight of `<sil>` targets in the text losses
+  c.loss.moe_aux_weight = 0.01  # load-balancing loss of mixture-of-experts layers
+
+  # Streaming inference (SPEC §7).
+  c.sample = ml_collections.ConfigDict()
+  c.sample.temperature = 0.0  # 0: greedy text slots
+  c.sample.top_p = 1.0  # nucleus sampling mass when temperature > 0
 
   # Optimisation (SPEC §6).
   c.train = ml_collections.ConfigDict()
@@ -169,6 +175,9 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.param_dtype": _one_of("float32", "bfloat16"),
     "model.remat": _one_of("none", "full", "dots"),
     "loss.silence_weight": _non_negative,
+    "loss.moe_aux_weight": _non_negative,
+    "sample.temperature": _non_negative,
+    "sample.top_p": _fraction,
     "train.steps": _positive,
     "train.lr": _positive,
     "train.warmup_steps": _non_negative,

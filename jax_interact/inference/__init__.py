@@ -1,0 +1,1 @@
+"""Streaming inference (SPEC §7): sessions, the batched engine, the `stream` command."""

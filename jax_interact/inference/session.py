@@ -1,0 +1,262 @@
+"""Streaming sessions (SPEC §7): the pure, jitted micro-turn step over a ring-buffer KV cache.
+
+`SessionState` holds, for B sessions in one batch, the temporal model's keys and values in a
+ring buffer of `sinks + window_turns * turn_len` slots (sinks first, never overwritten), the
+absolute position each slot holds (-1: empty), the next micro-turn index, the previous
+micro-turn's output segment (fed to the temporal model at the start of the next step) and a
+PRNG key per session. Its size is fixed when the session starts, however long it runs.
+
+`step(model, state, chunk)` for micro-turn t:
+  1. embeds [output segment of t-1] + [input segment of t] (turn_len tokens, positions
+     (t-1)*L + input_len ... t*L + input_len - 1) and runs the temporal model over them
+     against the cache, with the same mask function as training;
+  2. writes their keys/values into the ring;
+  3. runs the local decoder slot by slot over the output segment of t (a `lax.scan`): text
+     slots sampled from the text head, audio slots from the flow head, each fed back.
+At t = 0 there is no previous output segment: its tokens are computed but given positions -1,
+so they are never attended to and never cached (shapes stay static).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_interact.models.attention import KeyValues
+from jax_interact.models.interaction import InteractionModel
+from jax_interact.streams import tokenizer
+from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.layout import GROUP_KEYS, INPUT_KINDS, OUTPUT_KINDS, Layout, SlotKind
+
+INPUT_KEYS = tuple(GROUP_KEYS[k] for k in INPUT_KINDS if k in GROUP_KEYS) + ("video_mask",)
+OUTPUT_KEYS = tuple(GROUP_KEYS[k] for k in OUTPUT_KINDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+  """How text slots are sampled: greedy when temperature == 0, else softmax(logits / T) top-p."""
+
+  temperature: float = 0.0
+  top_p: float = 1.0
+
+  @classmethod
+  def from_config(cls, sample_config) -> "Sampling":
+    return cls(temperature=float(sample_config.temperature), top_p=float(sample_config.top_p))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class SessionState:
+  k_LBCKH: jax.Array  # cached keys [layers, B, capacity, kv_heads, head_dim]
+  v_LBCKH: jax.Array
+  pos_BC: jax.Array  # int32 absolute position held by each cache slot, -1 when empty
+  turn_B: jax.Array  # int32 micro-turn the next step runs
+  prev_outputs: dict[str, jax.Array]  # output segment of the previous micro-turn (OUTPUT_KEYS)
+  rng_B: jax.Array  # one PRNG key per session
+
+
+def capacity(model: InteractionModel) -> int:
+  window = model.window
+  return window.sinks + window.window_turns * window.turn_len
+
+
+def empty_outputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
+  """An output segment of silence: `<sil>` text and silence-mel audio."""
+  k, m = layout.frames_per_token, layout.n_mels
+  return {
+      "user_transcript": np.full((batch, layout.count(SlotKind.USER_TRANSCRIPT)), tokenizer.SIL,
+                                 np.int32),
+      "text_out": np.full((batch, layout.count(SlotKind.TEXT_OUT)), tokenizer.SIL, np.int32),
+      "audio_out": np.full((batch, layout.count(SlotKind.AUDIO_OUT), k, m), SILENCE_BIN,
+                           np.uint8),
+  }
+
+
+def empty_inputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
+  """An input segment with nothing in it: what a missing or late chunk is replaced by."""
+  k, m, p = layout.frames_per_token, layout.n_mels, layout.patch
+  return {
+      "text_in": np.full((batch, layout.count(SlotKind.TEXT_IN)), tokenizer.PAD, np.int32),
+      "video": np.zeros((batch, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
+      "audio_in": np.full((batch, layout.count(SlotKind.AUDIO_IN), k, m), SILENCE_BIN, np.uint8),
+      "bg": np.full((batch, layout.count(SlotKind.BG)), tokenizer.PAD, np.int32),
+      "video_mask": np.zeros((batch,), bool),
+  }
+
+
+def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
+  dims, c = model.temporal.dims, capacity(model)
+  shape = (dims.n_layers, batch, c, dims.n_kv_heads, dims.head_dim)
+  dtype = model.precision.dtype
+  return SessionState(
+      k_LBCKH=jnp.zeros(shape, dtype), v_LBCKH=jnp.zeros(shape, dtype),
+      pos_BC=jnp.full((batch, c), -1, jnp.int32), turn_B=jnp.zeros((batch,), jnp.int32),
+      prev_outputs={k: jnp.asarray(v) for k, v in empty_outputs(model.layout, batch).items()},
+      rng_B=jax.random.split(jax.random.PRNGKey(seed), batch))
+
+
+def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
+          seed: jax.Array) -> SessionState:
+  """Starts fresh sessions in the rows where `rows_B` is True; other rows and shapes unchanged."""
+  fresh = init_state(model, rows_B.shape[0], 0)
+  fresh = dataclasses.replace(fresh, rng_B=jax.random.split(jax.random.PRNGKey(seed),
+                                                            rows_B.shape[0]))
+
+  def select(batch_axis):
+    def pick(new, old):
+      shape = [1] * new.ndim
+      shape[batch_axis] = -1
+      return jnp.where(rows_B.reshape(shape), new, old)
+    return pick
+
+  cache = select(1)
+  return SessionState(
+      k_LBCKH=cache(fresh.k_LBCKH, state.k_LBCKH), v_LBCKH=cache(fresh.v_LBCKH, state.v_LBCKH),
+      **{f: jax.tree.map(select(0), getattr(fresh, f), getattr(state, f))
+         for f in ("pos_BC", "turn_B", "prev_outputs", "rng_B")})
+
+
+def _ring_slots(pos_BT: jax.Array, sinks: int, ring: int) -> jax.Array:
+  """Cache slot of each absolute position: sinks keep theirs, the rest wrap around the ring."""
+  return jnp.where(pos_BT < sinks, pos_BT, sinks + (pos_BT - sinks) % ring)
+
+
+def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> jax.Array:
+  if sampling.temperature == 0.0:
+    return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+  logits_BV = logits_BV / sampling.temperature
+  if sampling.top_p < 1.0:
+    sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
+    cum_BV = jnp.cumsum(jax.nn.softmax(sorted_BV, axis=-1), axis=-1)
+    keep = jnp.sum(cum_BV < sampling.top_p, axis=-1, keepdims=True)
+    cutoff_B1 = jnp.take_along_axis(sorted_BV, keep, axis=-1)
+    logits_BV = jnp.where(logits_BV < cutoff_B1, -jnp.inf, logits_BV)
+  return jax.vmap(jax.random.categorical)(rng_B, logits_BV).astype(jnp.int32)
+
+
+def _temporal(model: InteractionModel, state: SessionState,
+              chunk: dict[str, jax.Array]) -> tuple[jax.Array, SessionState]:
+  """Steps 1 and 2: temporal pass over [previous output segment, input segment]."""
+  layout, window = model.layout, model.window
+  turn_B = state.turn_B
+  prev = model.embed_output_segment(*(state.prev_outputs[k] for k in OUTPUT_KEYS))
+  new = model.embed_input_segment(turn_B, chunk["text_in"], chunk["video"], chunk["video_mask"],
+                                  chunk["audio_in"], chunk["bg"])
+  x_BTD = jnp.concatenate([prev, new], axis=1)
+  first_B = turn_B * layout.turn_len - layout.output_len
+  pos_BT = first_B[:, None] + jnp.arange(layout.turn_len, dtype=jnp.int32)
+  pos_BT = jnp.where(pos_BT < 0, -1, pos_BT)  # no previous output segment at t = 0
+
+  context = KeyValues(state.k_LBCKH, state.v_LBCKH, state.pos_BC)
+  h_BTD, new_kv, _ = model.temporal(x_BTD, pos_BT, window, context)
+
+  ring = window.window_turns * window.turn_len
+  slots_BT = _ring_slots(pos_BT, window.sinks, ring)
+  written = pos_BT >= 0
+  rows_B1 = jnp.arange(turn_B.shape[0])[:, None]
+  # Rows with nothing to write (t = 0) target an out-of-range slot, which scatter drops.
+  slots_BT = jnp.where(written, slots_BT, state.pos_BC.shape[1])
+  k = state.k_LBCKH.at[:, rows_B1, slots_BT].set(new_kv.k_BSKH.astype(state.k_LBCKH.dtype),
+                                                 mode="drop")
+  v = state.v_LBCKH.at[:, rows_B1, slots_BT].set(new_kv.v_BSKH.astype(state.v_LBCKH.dtype),
+                                                 mode="drop")
+  pos = state.pos_BC.at[rows_B1, slots_BT].set(pos_BT, mode="drop")
+  hidden_BD = h_BTD[:, -1]  # the last input position of micro-turn t
+  return hidden_BD, dataclasses.replace(state, k_LBCKH=k, v_LBCKH=v, pos_BC=pos)
+
+
+def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, sampling: Sampling,
+           forced: dict[str, jax.Array] | None):
+  """Step 3: the output segment slot by slot. Returns (outputs, text_logits, mel)."""
+  layout = model.layout
+  kinds_K = layout.kinds()[layout.input_len:]
+  k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
+  k_text = k_ut + layout.count(SlotKind.TEXT_OUT)
+  b = hidden_BD.shape[0]
+  k, m = layout.frames_per_token, layout.n_mels
+  vocab = model.text_head.w.shape[-1]
+  # Index of each output slot within its own group array: text slots count over the
+  # concatenated [user_transcript, text_out], audio slots over audio_out.
+  group_index_K = np.concatenate([np.arange(k_text), np.arange(layout.count(SlotKind.AUDIO_OUT))])
+  is_audio_K = kinds_K == SlotKind.AUDIO_OUT
+  base = empty_outputs(layout, b)
+  text_BK = jnp.concatenate([jnp.asarray(base["user_transcript"]), jnp.asarray(base["text_out"])],
+                            axis=1)
+  audio_BAKM = jnp.asarray(base["audio_out"])
+  if forced is not None:
+    forced_text = jnp.concatenate([forced["user_transcript"], forced["text_out"]], axis=1)
+    forced_audio = forced["audio_out"]
+
+  def embed(text_BK, audio_BAKM):
+    return model.embed_output_segment(text_BK[:, :k_ut], text_BK[:, k_ut:], audio_BAKM)
+
+  def slot(carry, inputs):
+    text_BK, audio_BAKM = carry
+    j, index, is_audio, rng_B = inputs
+    local_BKD = model.local_decode(hidden_BD, embed(text_BK, audio_BAKM))
+    h_BD = jax.lax.dynamic_index_in_dim(local_BKD, j, axis=1, keepdims=False)
+
+    def text_branch(_):
+      logits_BV = model.text_logits(h_BD)
+      ids_B = _sample_text(logits_BV, rng_B, sampling)
+      if forced is not None:
+        ids_B = forced_text[:, index]
+      new_text = jax.lax.dynamic_update_index_in_dim(text_BK, ids_B, index, axis=1)
+      return (new_text, audio_BAKM), logits_BV, jnp.zeros((b, k, m), jnp.float32)
+
+    def audio_branch(_):
+      mel_BKM, bins_BKM = jax.vmap(model.sample_mel)(h_BD, rng_B)
+      if forced is not None:
+        bins_BKM = forced_audio[:, index]
+      new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
+      return (text_BK, new_audio), jnp.zeros((b, vocab), jnp.float32), mel_BKM
+
+    carry, logits_BV, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
+    return carry, (logits_BV, mel_BKM)
+
+  slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
+  (text_BK, audio_BAKM), (logits_KBV, mel_KBFM) = jax.lax.scan(
+      slot, (text_BK, audio_BAKM),
+      (jnp.arange(len(kinds_K)), jnp.asarray(group_index_K), jnp.asarray(is_audio_K), slot_rngs_KB))
+  outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
+             "audio_out": audio_BAKM}
+  text_logits = jnp.moveaxis(logits_KBV[~is_audio_K], 0, 1)  # [B, K_text, V]
+  mel = jnp.moveaxis(mel_KBFM[is_audio_K], 0, 1)  # [B, K_ao, k, M] unit range
+  return outputs, text_logits, mel
+
+
+def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Array],
+         sampling: Sampling = Sampling(), forced: dict[str, jax.Array] | None = None
+         ) -> tuple[SessionState, dict[str, jax.Array]]:
+  """One micro-turn for every session in the batch.
+
+  `chunk` holds the input groups of one micro-turn (INPUT_KEYS, leading axis B). With `forced`
+  (an output segment), those tokens are fed back instead of the samples (teacher forcing).
+  Returns the new state and {user_transcript, text_out, audio_out (dMel bins), mel (unit range
+  float32 [B, K_ao, k, M]), text_logits [B, K_text, V], turn [B]}.
+  """
+  hidden_BD, state = _temporal(model, state, chunk)
+  # Each row draws from its own key, so a session's samples do not depend on its batch mates.
+  rngs = jax.vmap(lambda key: jax.random.split(key, 2))(state.rng_B)
+  outputs, text_logits, mel = _local(model, hidden_BD, rngs[:, 1], sampling, forced)
+  result = dict(outputs, mel=mel, text_logits=text_logits, turn=state.turn_B)
+  state = dataclasses.replace(state, turn_B=state.turn_B + 1, prev_outputs=outputs,
+                              rng_B=rngs[:, 0])
+  return state, result
+
+
+def jit_step(model: InteractionModel, sampling: Sampling = Sampling(), teacher_forced=False):
+  """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated.
+
+  The model is split once into its graph and parameters (cheaper per call than nnx.jit).
+  """
+  graphdef, params = nnx.split(model)
+
+  def run(params, state, chunk, forced=None):
+    return step(nnx.merge(graphdef, params), state, chunk, sampling, forced)
+
+  return params, jax.jit(run, donate_argnums=(1,))
