@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
   p = commands.add_parser("train", help="train a model")
   _config_args(p)
   p.add_argument("--workdir", required=True)
+  # Multi-host (see jax_interact/training/distributed.py); environment variables work too.
+  p.add_argument("--coordinator", help="HOST:PORT of process 0 (JAX_COORDINATOR_ADDRESS)")
+  p.add_argument("--num_processes", type=int, help="processes in the run (JAX_NUM_PROCESSES)")
+  p.add_argument("--process_id", type=int, help="index of this process (JAX_PROCESS_ID)")
+  p.add_argument("--multihost", action="store_true",
+                 help="detect the cluster (TPU pod, SLURM, MPI) and join it")
   p.set_defaults(run="jax_interact.trainer:main")
 
   p = commands.add_parser("demo", help="the main job: generate, train tiny, inspect, summarise")
@@ -64,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(run=f"jax_interact.bench.{name}:main")
+    if name == "train":
+      p.add_argument("--steps", type=int, default=10, help="steps timed after the warm-up")
+    if name == "decode":
+      p.add_argument("--batch", type=int, default=1, help="sessions stepped together")
+      p.add_argument("--micro-turns", type=int, default=1000, help="steps timed")
   return parser
 
 

@@ -101,10 +101,13 @@ def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
 
 def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
           seed: jax.Array) -> SessionState:
-  """Starts fresh sessions in the rows where `rows_B` is True; other rows and shapes unchanged."""
+  """Starts fresh sessions (PRNG key from `seed`) in the rows where `rows_B` is True.
+
+  Other rows and all shapes are unchanged.
+  """
   fresh = init_state(model, rows_B.shape[0], 0)
-  fresh = dataclasses.replace(fresh, rng_B=jax.random.split(jax.random.PRNGKey(seed),
-                                                            rows_B.shape[0]))
+  fresh = dataclasses.replace(
+      fresh, rng_B=jnp.broadcast_to(jax.random.PRNGKey(seed), fresh.rng_B.shape))
 
   def select(batch_axis):
     def pick(new, old):

@@ -1,0 +1,123 @@
+"""`jax-interact bench decode`: latency of the streaming micro-turn step (random weights).
+
+Runs B sessions for N micro-turns through the jitted step (inputs pre-featurized, so the
+number is the model's), and reports step-time percentiles, the real-time factor, drift over
+the session (p50 of the first and last 100 steps), resident memory at start and end, the
+agreement of a teacher-forced stream with the training forward, and on an accelerator the
+memory-bandwidth bound of one step: bytes of weights and KV cache read, over a copy bandwidth
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_interact import config as config_lib
+from jax_interact.inference import engine, session
+from jax_interact.models import InteractionModel
+from jax_interact.streams.layout import random_batch
+
+
+def _rss_mb() -> float:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def agreement(model: InteractionModel, config, n_turns: int) -> tuple[float, bool]:
+  """(max |logit difference|, bitwise equal) of a teacher-forced stream vs the forward pass."""
+  batch = {k: jnp.asarray(v) for k, v in random_batch(
+      model.layout, 1, n_turns, config.model.vocab_size, config.stream.dmel_bins, 7).items()}
+  expected = np.asarray(jax.jit(lambda p, b: nnx.merge(nnx.graphdef(model), p)(b))(
+      nnx.state(model), batch)["text_logits"])
+  params, run = session.jit_step(model)
+  state = session.init_state(model, 1, 0)
+  got = []
+  for t in range(n_turns):
+    state, out = run(params, state, {k: batch[k][:, t] for k in session.INPUT_KEYS},
+                     {k: batch[k][:, t] for k in session.OUTPUT_KEYS})
+    got.append(np.asarray(out["text_logits"]))
+  got = np.stack(got, axis=1)
+  return float(np.max(np.abs(got - expected))), bool(np.array_equal(got, expected))
+
+
+def _copy_bandwidth() -> float:
+  """Bytes/s of a device-to-device copy (read + write counted), or 0 on CPU."""
+  if jax.devices()[0].platform == "cpu":
+    return 0.0
+  x = jnp.ones((256, 1024, 1024), jnp.float32)
+  copy = jax.jit(lambda a: a + 1)
+  copy(x).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(10):
+    y = copy(x)
+  y.block_until_ready()
+  return 2 * x.nbytes * 10 / (time.perf_counter() - start)
+
+
+def _bytes(tree) -> int:
+  return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
+
+
+def measure(config, batch: int, micro_turns: int) -> dict:
+  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  params, run = session.jit_step(model)
+  state = session.init_state(model, batch, 0)
+  inputs = random_batch(model.layout, batch, 1, config.model.vocab_size,
+                        config.stream.dmel_bins, 3)
+  chunk = {k: jnp.asarray(inputs[k][:, 0]) for k in session.INPUT_KEYS}
+  state, out = run(params, state, chunk)  # compile
+  jax.block_until_ready(out)
+  rss_start = _rss_mb()
+  times = []
+  for _ in range(micro_turns):
+    start = time.perf_counter()
+    state, out = run(params, state, chunk)
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - start) * 1000)
+  rss_end = _rss_mb()
+  result = engine.latency_summary(times, config.stream.chunk_ms)
+  head, tail = times[:100], times[-100:]
+  diff, bitwise = agreement(model, config, n_turns=min(2 * config.model.window_turns, 32))
+  result.update({
+      "config": config.name, "batch": batch, "device": jax.devices()[0].device_kind,
+      "p50_step_ms_first_100": float(np.median(head)),
+      "p50_step_ms_last_100": float(np.median(tail)),
+      "drift_last_over_first": float(np.median(tail) / np.median(head)),
+      "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+      "max_abs_logit_diff_vs_forward": diff, "bitwise_equal": bitwise,
+      "sessions_per_device_at_real_time": batch * config.stream.chunk_ms / result["p99_step_ms"],
+  })
+  bandwidth = _copy_bandwidth()
+  if bandwidth:
+    bytes_read = _bytes(params) + _bytes((state.k_LBCKH, state.v_LBCKH))
+    bound_ms = bytes_read / bandwidth * 1000
+    result.update({"bytes_read_per_step": bytes_read, "copy_bandwidth_gb_s": bandwidth / 1e9,
+                   "bandwidth_bound_ms": bound_ms,
+                   "p50_over_bandwidth_bound": result["p50_step_ms"] / bound_ms})
+  return result
+
+
+def main(args) -> int:
+  config = config_lib.load(args.config, args.overrides)
+  result = measure(config, args.batch, args.micro_turns)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.with_suffix(out.suffix + ".tmp")
+  tmp.write_text(json.dumps(result, indent=2))
+  tmp.replace(out)
+  for key in ("p50_step_ms", "p99_step_ms", "rtf", "drift_last_over_first",
+              "max_abs_logit_diff_vs_forward", "bitwise_equal",
+              "sessions_per_device_at_real_time"):
+    print(f"{key:>34}: {result[key]}")
+  return 0

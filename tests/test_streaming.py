@@ -1,0 +1,114 @@
+"""Streaming sessions agree with the training forward; the engine's rows and bad chunks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jax_interact import config as config_lib
+from jax_interact.errors import InputError
+from jax_interact.inference import engine as engine_lib
+from jax_interact.inference import session
+from jax_interact.models import InteractionModel
+from jax_interact.streams.layout import random_batch
+
+WINDOW_TURNS = 4
+
+
+@pytest.fixture(scope="module")
+def config():
+  return config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}", "model.sinks=3"])
+
+
+@pytest.fixture(scope="module")
+def model(config):
+  return InteractionModel(config, rngs=nnx.Rngs(0))
+
+
+def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
+  """Logits of every text slot agree with the forward pass, also once the ring has wrapped."""
+  n_turns = 3 * WINDOW_TURNS  # the ring buffer wraps twice
+  batch = {k: jnp.asarray(v) for k, v in
+           random_batch(model.layout, 2, n_turns, config.model.vocab_size,
+                        config.stream.dmel_bins, seed=1).items()}
+  expected = model(batch)["text_logits"]
+  params, run = session.jit_step(model)
+  state = session.init_state(model, 2, seed=0)
+  for t in range(n_turns):
+    chunk = {k: batch[k][:, t] for k in session.INPUT_KEYS}
+    forced = {k: batch[k][:, t] for k in session.OUTPUT_KEYS}
+    state, out = run(params, state, chunk, forced)
+    np.testing.assert_allclose(out["text_logits"], expected[:, t], atol=1e-5, rtol=0)
+    for key in session.OUTPUT_KEYS:  # what is fed back is the forced segment
+      np.testing.assert_array_equal(out[key], batch[key][:, t])
+  assert int(jnp.max(state.pos_BC)) == n_turns * model.layout.turn_len - model.layout.output_len - 1
+
+
+def _chunks(layout, n, seed):
+  rng = np.random.default_rng(seed)
+  return [engine_lib.Chunk(audio=rng.uniform(-0.3, 0.3, layout.chunk_samples).astype(np.float32),
+                           frame=rng.integers(0, 256, (60, 90, 3), np.uint8), text_ids=(9, 10))
+          for _ in range(n)]
+
+
+def _tokens(outputs):
+  return [np.concatenate([o.user_transcript, o.text_out, o.audio_out.ravel()]) for o in outputs]
+
+
+def test_reset_and_evict_leave_other_rows_alone(config, model):
+  engine = engine_lib.Engine(model, config, batch_size=2, seed=3)
+  a, b = engine.add("a"), engine.add("b")
+  chunks_a, chunks_b = _chunks(model.layout, 3, 0), _chunks(model.layout, 3, 1)
+  for ca, cb in zip(chunks_a, chunks_b):
+    engine.step({a: ca, b: cb})
+  untouched = jax.device_get(engine.state.k_LBCKH[:, a])
+
+  engine.evict(b)
+  c = engine.add("c")  # takes b's row, starting from micro-turn 0
+  assert c == b
+  np.testing.assert_array_equal(jax.device_get(engine.state.k_LBCKH[:, a]), untouched)
+  assert int(engine.state.turn_B[c]) == 0 and int(engine.state.turn_B[a]) == 3
+  assert np.all(jax.device_get(engine.state.pos_BC[c]) == -1)
+
+  # The new session produces what a session alone in a fresh engine produces.
+  fresh = engine_lib.Engine(model, config, batch_size=2, seed=3)
+  alone = fresh.add("c")
+  got = [engine.step({a: chunk_a, c: chunk})[c]
+         for chunk_a, chunk in zip(_chunks(model.layout, 2, 5), chunks_b)]
+  want = [fresh.step({alone: chunk})[alone] for chunk in chunks_b[:2]]
+  assert [o.turn for o in got] == [0, 1]
+  for x, y in zip(_tokens(got), _tokens(want)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("bad, field", [
+    (engine_lib.Chunk(audio=np.zeros(100, np.float32)), "audio"),
+    (engine_lib.Chunk(audio=np.zeros(3200, np.int16)), "audio"),
+    (engine_lib.Chunk(audio=np.full(3200, np.nan, np.float32)), "audio"),
+    (engine_lib.Chunk(frame=np.zeros((40, 40), np.uint8)), "frame"),
+    (engine_lib.Chunk(text_ids=(10**6,)), "text_ids"),
+])
+def test_malformed_chunk_raises_and_leaves_state(config, model, bad, field):
+  engine = engine_lib.Engine(model, config, batch_size=2)
+  a, b = engine.add("a"), engine.add("b")
+  engine.step({a: _chunks(model.layout, 1, 0)[0], b: None})
+  before = jax.device_get(engine.state)
+  with pytest.raises(InputError, match=f"session 'b' chunk.{field}"):
+    engine.step({a: _chunks(model.layout, 1, 1)[0], b: bad})
+  after = jax.device_get(engine.state)
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_missing_chunk_is_empty_input_and_flagged(config, model):
+  engine = engine_lib.Engine(model, config, batch_size=2, seed=1)
+  a, b = engine.add("a"), engine.add("b")
+  out = engine.step({a: _chunks(model.layout, 1, 0)[0]})  # b sent nothing
+  assert out[b].missing_input and not out[a].missing_input
+
+  reference = engine_lib.Engine(model, config, batch_size=2, seed=1)
+  a2, b2 = reference.add("a"), reference.add("b")
+  ref = reference.step({a2: _chunks(model.layout, 1, 0)[0], b2: engine_lib.Chunk()})
+  assert not ref[b2].missing_input
+  np.testing.assert_array_equal(_tokens([out[b]])[0], _tokens([ref[b2]])[0])
