@@ -133,6 +133,10 @@ class Layout:
     """int32 [turn_len]: the SlotKind of every position of a micro-turn."""
     return np.concatenate([np.full(n, k, np.int32) for k, n in self.counts])
 
+  def output_slots(self, kinds) -> np.ndarray:
+    """int [n]: indices within the output segment of the slots whose kind is in `kinds`."""
+    return np.flatnonzero(np.isin(self.kinds()[self.input_len:], list(kinds)))
+
   def positions(self, n_turns: int, first_turn: int = 0) -> np.ndarray:
     """int32 [n_turns * turn_len]: absolute sequence positions of a window's tokens."""
     return np.arange(first_turn * self.turn_len, (first_turn + n_turns) * self.turn_len,

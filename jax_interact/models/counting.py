@@ -1,0 +1,124 @@
+"""Parameter and FLOP counts of an InteractionModel config, without allocating parameters.
+
+`param_count` sums the parameters of the abstract model (`nnx.eval_shape`).
+
+`train_flops_per_token` is the model FLOPs of one training step divided by the temporal tokens
+(N * turn_len per window), the convention of MFU: 3 x (forward FLOPs), where the forward of one
+micro-turn is
+
+  sum over matmul weights W of 2 * size(W) * (applications of W per micro-turn)
+  + temporal attention: n_layers * 4 * n_heads * head_dim * (keys visible to a query, summed
+    over the turn_len queries; averaged over the positions of a training window of
+    data.window micro-turns under the window-plus-sinks mask)
+  + local attention: local_layers * 4 * local_heads * local_head_dim * sum_{j<K} (j + 1).
+
+Applications per micro-turn: temporal blocks turn_len (MoE experts: turn_len * k / E); local
+decoder blocks K = output_len (it runs only over output slots); local input projections 1 and
+K - 1; text head K_ut + K_to; flow head K_ao (one velocity evaluation per audio slot); hMLP
+stages (P/4)^2, (P/8)^2 and 1 per video patch; time projection 1. Table lookups (text, dMel bag,
+kind, position embeddings) count zero FLOPs, as embeddings do in LLM FLOP counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ml_collections
+from flax import nnx
+
+from jax_interact.models.attention import attention_mask
+from jax_interact.models.interaction import InteractionModel, local_dims
+from jax_interact.streams.layout import TEXT_OUTPUT_KINDS, Layout, SlotKind
+
+
+def _abstract_params(config: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], tuple]]:
+  with nnx.use_eager_sharding(False):
+    model = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(0)))
+  flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+  return [(tuple(str(k) for k in path), tuple(var.shape)) for path, var in flat]
+
+
+def param_count(config: ml_collections.ConfigDict) -> int:
+  return int(sum(np.prod(shape) for _, shape in _abstract_params(config)))
+
+
+def param_counts_by_part(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Parameters per top-level part of the model (temporal, local, text_embed, ...)."""
+  counts: dict[str, int] = {}
+  for path, shape in _abstract_params(config):
+    counts[path[0]] = counts.get(path[0], 0) + int(np.prod(shape))
+  return counts
+
+
+def _is_matmul(path: tuple[str, ...]) -> bool:
+  return path[-1] in ("w", "router") or path[-1].startswith("w_")
+
+
+def _uses_per_turn(path: tuple[str, ...], config: ml_collections.ConfigDict,
+                   layout: Layout) -> float:
+  """How many times the weight at `path` is applied in the forward of one micro-turn."""
+  m, patch = config.model, config.stream.patch
+  text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+  part = path[0]
+  if part == "temporal":
+    experts = m.num_experts and "mlp" in path and path[-1] != "router"
+    return layout.turn_len * (m.experts_per_token / m.num_experts if experts else 1.0)
+  if part == "video_stem":
+    per_patch = {"stage1": (patch // 4) ** 2, "stage2": (patch // 8) ** 2, "stage3": 1}[path[1]]
+    return layout.count(SlotKind.VIDEO) * per_patch
+  return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
+          "local": layout.output_len, "text_head": text_slots,
+          "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
+
+
+def _visible_keys_per_turn(config: ml_collections.ConfigDict, layout: Layout) -> float:
+  """Keys visible to the queries of one micro-turn, averaged over a training window."""
+  m = config.model
+  pos = layout.positions(config.data.window)
+  visible = attention_mask(pos, pos, layout.turn_len, m.window_turns, m.sinks).sum()
+  return float(visible) / config.data.window
+
+
+def forward_flops_per_turn(config: ml_collections.ConfigDict) -> float:
+  layout = Layout.from_config(config.stream)
+  m = config.model
+  matmul = sum(2.0 * np.prod(shape) * _uses_per_turn(path, config, layout)
+               for path, shape in _abstract_params(config) if _is_matmul(path))
+  temporal_attention = (m.n_layers * 4.0 * m.n_heads * m.head_dim *
+                        _visible_keys_per_turn(config, layout))
+  local = local_dims(m)
+  k = layout.output_len
+  local_attention = local.n_layers * 4.0 * local.n_heads * local.head_dim * k * (k + 1) / 2
+  return matmul + temporal_attention + local_attention
+
+
+def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
+  """Training (forward + backward) model FLOPs per temporal token; see the module docstring."""
+  layout = Layout.from_config(config.stream)
+  return 3.0 * forward_flops_per_turn(config) / layout.turn_len
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """A few lines on the model: sizes, parameters per part, FLOPs, stream rate."""
+  layout = Layout.from_config(config.stream)
+  m = config.model
+  parts = param_counts_by_part(config)
+  total = sum(parts.values())
+  tokens_per_s = layout.turn_len * 1000 / layout.chunk_ms
+  flops = train_flops_per_token(config)
+  experts = f", {m.num_experts} experts top-{m.experts_per_token}" if m.num_experts else ""
+  lines = [
+      f"model {config.name}: {total / 1e6:.2f}M parameters",
+      f"  temporal: {m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads "
+      f"({m.n_kv_heads} kv) x {m.head_dim}, d_ff {m.d_ff}{experts}; window "
+      f"{m.window_turns} micro-turns + {m.sinks} sinks",
+      f"  local decoder: {m.local_layers} layers, d_model {m.local_d_model}, "
+      f"{m.local_heads} heads, d_ff {m.local_d_ff}; flow head {m.flow_hidden} wide, "
+      f"{m.flow_steps} Euler steps",
+      f"  micro-turn: {layout.turn_len} tokens ({layout.input_len} in, {layout.output_len} out) "
+      f"= {tokens_per_s:.0f} tokens per second of stream",
+      "  parameters: " + ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in
+                                   sorted(parts.items(), key=lambda item: -item[1])),
+      f"  training FLOPs: {flops / 1e6:.1f}M per token, "
+      f"{flops * tokens_per_s / 1e9:.2f}G per second of stream",
+  ]
+  return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""The interaction model (SPEC §4): temporal transformer over micro-turns + local decoder.
+
+Training (`__call__`): every slot of every micro-turn is embedded, the window is flattened to
+[B, N * turn_len, D] in layout order and run through the temporal transformer with the
+sliding-window-plus-sinks mask. For every micro-turn in parallel the local decoder then reads
+[temporal hidden state at the last input position] + [embeddings of output slots 0..K-2] (teacher
+forcing, causal) and predicts each output slot: text slots through a text unembedding, audio slots
+through the flow-matching head.
+
+Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
+`embed_output_segment`, `temporal` (new tokens + cached keys/values, see transformer.py),
+`local_decode` (causal, so slot j's hidden state depends only on slots < j: a runtime may
+recompute it over a partially filled segment), `text_logits` and `sample_mel`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from jax_interact import sharding
+from jax_interact.errors import ConfigError
+from jax_interact.models.attention import Window
+from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
+                                            time_features)
+from jax_interact.models.flow import FlowHead, unit_to_bins
+from jax_interact.models.layers import Dense, Precision, param
+from jax_interact.models.losses import LossWeights
+from jax_interact.models.transformer import Dims, Transformer
+from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
+
+
+def temporal_dims(model_config) -> Dims:
+  m = model_config
+  return Dims(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
+              n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
+              num_experts=m.num_experts, experts_per_token=m.experts_per_token,
+              rope_theta=m.rope_theta)
+
+
+def local_dims(model_config) -> Dims:
+  m = model_config
+  if m.local_d_model % m.local_heads:
+    raise ConfigError("config.model.local_heads", f"got {m.local_heads}, expected a divisor of "
+                      f"model.local_d_model={m.local_d_model}")
+  return Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
+              n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
+              d_ff=m.local_d_ff, rope_theta=m.rope_theta)
+
+
+class InteractionModel(nnx.Module):
+  """`InteractionModel(config, rngs=nnx.Rngs(seed))`; config is the whole ConfigDict.
+
+  Built inside `sharding.use(mesh)` its parameters are sharded by their logical names; built
+  without a mesh they are placed unsharded.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    if jax.sharding.get_abstract_mesh().empty:
+      with nnx.use_eager_sharding(False):
+        self._build(config, rngs)
+    else:
+      self._build(config, rngs)
+
+  def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
+    m, s = config.model, config.stream
+    layout = Layout.from_config(s)
+    precision = Precision.from_config(m)
+    self.layout = layout
+    self.precision = precision
+    self.dmel_bins = s.dmel_bins
+    self.flow_steps = m.flow_steps
+    self.loss_weights = LossWeights.from_config(config.loss)
+    self.window = Window(layout.turn_len, m.window_turns, m.sinks)
+    self.local_window = Window(layout.output_len, 1, 0)
+    d, d_local = m.d_model, m.local_d_model
+
+    self.text_embed = TextEmbed(m.vocab_size, d, precision, rngs=rngs)
+    self.dmel_embed = DMelBag(s.frames_per_token, s.n_mels, s.dmel_bins, d, precision, rngs=rngs)
+    self.video_stem = HMLPStem(s.patch, d, precision, rngs=rngs)
+    self.video_missing = param(rngs, (d,), ("embed",), precision, std=1.0)
+    self.video_position = param(rngs, (layout.count(SlotKind.VIDEO), d), (None, "embed"),
+                                precision, std=1.0)
+    self.kind_embed = param(rngs, (len(SlotKind), d), (None, "embed"), precision, std=1.0)
+    self.time_proj = Dense(TIME_FEATURES, d, (None, "embed"), precision, rngs=rngs)
+    self.temporal = Transformer(temporal_dims(m), precision, remat=m.remat,
+                                scan_layers=m.scan_layers, rngs=rngs)
+
+    self.local_from_temporal = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
+    self.local_from_slots = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
+    self.local_position = param(rngs, (layout.output_len, d_local), (None, "embed"), precision,
+                                std=1.0)
+    self.local = Transformer(local_dims(m), precision, remat=m.remat, scan_layers=m.scan_layers,
+                             rngs=rngs)
+    self.text_head = Dense(d_local, m.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
+    self.flow = FlowHead(d_local, s.frames_per_token, s.n_mels, m.flow_hidden, precision,
+                         rngs=rngs)
+
+  # Embeddings ------------------------------------------------------------------------------
+
+  def _with_kinds(self, x_BNLD: jax.Array, kinds) -> jax.Array:
+    kind_LD = jnp.take(self.kind_embed[...], kinds, axis=0).astype(self.precision.dtype)
+    return x_BNLD + kind_LD
+
+  def embed_input_segment(self, turn: jax.Array, text_in: jax.Array, video: jax.Array,
+                          video_mask: jax.Array, audio_in: jax.Array,
+                          bg: jax.Array) -> jax.Array:
+    """[..., input_len, D] for the input segments of micro-turns with leading dims `...`."""
+    dtype = self.precision.dtype
+    boundary = self.time_proj(time_features(turn, self.layout.chunk_ms))[..., None, :]
+    video_emb = jnp.where(video_mask[..., None, None], self.video_stem(video).astype(dtype),
+                          self.video_missing[...].astype(dtype))
+    video_emb = video_emb + self.video_position[...].astype(dtype)
+    groups = {SlotKind.BOUNDARY: boundary.astype(dtype), SlotKind.TEXT_IN: self.text_embed(text_in),
+              SlotKind.VIDEO: video_emb, SlotKind.AUDIO_IN: self.dmel_embed(audio_in),
+              SlotKind.BG: self.text_embed(bg)}
+    x = jnp.concatenate([groups[k] for k, _ in self.layout.counts if k in groups], axis=-2)
+    return self._with_kinds(x, self.layout.kinds()[:self.layout.input_len])
+
+  def embed_output_segment(self, user_transcript: jax.Array, text_out: jax.Array,
+                           audio_out: jax.Array) -> jax.Array:
+    """[..., output_len, D] for the output segments (fed back to the temporal model)."""
+    groups = {SlotKind.USER_TRANSCRIPT: self.text_embed(user_transcript),
+              SlotKind.TEXT_OUT: self.text_embed(text_out),
+              SlotKind.AUDIO_OUT: self.dmel_embed(audio_out)}
+    x = jnp.concatenate([groups[k] for k, _ in self.layout.counts if k in OUTPUT_KINDS], axis=-2)
+    return self._with_kinds(x, self.layout.kinds()[self.layout.input_len:])
+
+  def embed_turns(self, batch: dict[str, jax.Array]) -> jax.Array:
+    """[B, N, turn_len, D]: both segments of every micro-turn of a batch."""
+    inputs = self.embed_input_segment(batch["turn"], batch["text_in"], batch["video"],
+                                      batch["video_mask"], batch["audio_in"], batch["bg"])
+    outputs = self.embed_output_segment(batch["user_transcript"], batch["text_out"],
+                                        batch["audio_out"])
+    return jnp.concatenate([inputs, outputs], axis=-2)
+
+  # Local decoder and heads -----------------------------------------------------------------
+
+  def local_decode(self, hidden_BD: jax.Array, outputs_BKD: jax.Array) -> jax.Array:
+    """Local hidden states [B, output_len, d_local] of one output segment, teacher-forced.
+
+    `hidden_BD`: temporal hidden state at the micro-turn's last input position;
+    `outputs_BKD`: embeddings of the output slots (`embed_output_segment`). Causal: row j uses
+    only slots < j, so it is what a slot-by-slot decoder computes for slot j.
+    """
+    b, k = outputs_BKD.shape[:2]
+    x_BKD = jnp.concatenate([self.local_from_temporal(hidden_BD)[:, None],
+                             self.local_from_slots(outputs_BKD[:, :-1])], axis=1)
+    x_BKD = x_BKD + self.local_position[...].astype(self.precision.dtype)
+    pos_BK = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (b, k))
+    y_BKD, _, _ = self.local(x_BKD, pos_BK, self.local_window)
+    return y_BKD
+
+  def text_logits(self, local_hidden: jax.Array) -> jax.Array:
+    """float32 [..., vocab] from local hidden states [..., d_local]."""
+    return self.text_head(local_hidden).astype(jnp.float32)
+
+  def sample_mel(self, local_hidden: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mel in unit range float32 [..., k, M], re-quantised dMel bins uint8 [..., k, M])."""
+    mel = self.flow.sample(local_hidden, rng, self.flow_steps)
+    return mel, unit_to_bins(mel, self.dmel_bins)
+
+  # Training forward ------------------------------------------------------------------------
+
+  def __call__(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Teacher-forced forward over a batch of windows (layout.py format).
+
+    Returns text_logits float32 [B, N, K_text, vocab] (user transcript then model text slots,
+    in layout order), local_hidden [B, N, output_len, d_local], temporal_hidden
+    [B, N * turn_len, D] and moe_aux_loss (a scalar).
+    """
+    layout = self.layout
+    x_BNLD = self.embed_turns(batch)
+    b, n, l, d = x_BNLD.shape
+    pos_BT = jnp.broadcast_to(jnp.arange(n * l, dtype=jnp.int32), (b, n * l))
+    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), pos_BT, self.window)
+    last_BND = h_BTD.reshape(b, n, l, d)[:, :, layout.last_input]
+    outputs_BNKD = x_BNLD[:, :, layout.input_len:]
+    local_hidden = self.local_decode(last_BND.reshape(b * n, d),
+                                     outputs_BNKD.reshape(b * n, layout.output_len, d))
+    local_hidden = sharding.constrain(local_hidden.reshape(b, n, layout.output_len, -1),
+                                      ("batch", None, None, "embed"))
+    text_hidden = jnp.take(local_hidden, layout.output_slots(TEXT_OUTPUT_KINDS), axis=2)
+    return {"text_logits": self.text_logits(text_hidden), "local_hidden": local_hidden,
+            "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
+

@@ -1,0 +1,97 @@
+"""Training losses (SPEC §4): text cross-entropy and flow matching on output slots only.
+
+Input slots are never targets. Every output slot carries a weight within its stream
+(`slot_weights`): 0 on input slots and in micro-turns outside the episode (turn_mask False),
+`silence_weight` on text targets equal to `<sil>`, 1 otherwise. Each stream's loss is its
+weighted mean; the total is
+
+  loss = transcript_weight * transcript_loss + text_weight * text_loss
+         + audio_weight * flow_loss + moe_aux_weight * moe_aux_loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+
+from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
+from jax_interact.streams.tokenizer import SIL
+
+if TYPE_CHECKING:
+  from jax_interact.models.interaction import InteractionModel
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+  text: float
+  transcript: float
+  audio: float
+  silence: float
+  moe_aux: float
+
+  @classmethod
+  def from_config(cls, loss_config) -> "LossWeights":
+    return cls(text=loss_config.text_weight, transcript=loss_config.transcript_weight,
+               audio=loss_config.audio_weight, silence=loss_config.silence_weight,
+               moe_aux=loss_config.moe_aux_weight)
+
+
+def slot_weights(layout: Layout, batch: dict[str, jax.Array],
+                 silence_weight: float) -> jax.Array:
+  """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn."""
+  groups = []
+  for kind, n in layout.counts:
+    if kind in TEXT_OUTPUT_KINDS:
+      groups.append(jnp.where(batch[GROUP_KEYS[kind]] == SIL, silence_weight, 1.0))
+    else:
+      shape = batch["turn_mask"].shape + (n,)
+      groups.append(jnp.full(shape, 1.0 if kind == SlotKind.AUDIO_OUT else 0.0))
+  weights = jnp.concatenate(groups, axis=-1).astype(jnp.float32)
+  return weights * batch["turn_mask"].astype(jnp.float32)[..., None]
+
+
+def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
+
+
+def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array],
+            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times."""
+  layout, weights = model.layout, model.loss_weights
+  outputs = model(batch)
+  output_weights = slot_weights(layout, batch, weights.silence)[..., layout.input_len:]
+
+  text_slots = layout.output_slots(TEXT_OUTPUT_KINDS)
+  text_kinds = layout.kinds()[layout.input_len:][text_slots]
+  targets_BNK = jnp.concatenate([batch[GROUP_KEYS[k]] for k, _ in layout.counts
+                                 if k in TEXT_OUTPUT_KINDS], axis=-1)
+  text_weights_BNK = output_weights[..., text_slots]
+  logits_BNKV = outputs["text_logits"]
+  log_probs = jax.nn.log_softmax(logits_BNKV, axis=-1)
+  nll_BNK = -jnp.take_along_axis(log_probs, targets_BNK[..., None], axis=-1)[..., 0]
+  is_transcript = text_kinds == SlotKind.USER_TRANSCRIPT
+  transcript_loss = _weighted_mean(nll_BNK, text_weights_BNK * is_transcript)
+  text_loss = _weighted_mean(nll_BNK, text_weights_BNK * ~is_transcript)
+
+  audio_slots = layout.output_slots((SlotKind.AUDIO_OUT,))
+  cond_BNKC = jnp.take(outputs["local_hidden"], audio_slots, axis=2)
+  flow_BNK = model.flow.loss(cond_BNKC, batch["audio_out"], model.dmel_bins, rng)
+  flow_loss = _weighted_mean(flow_BNK, output_weights[..., audio_slots])
+
+  loss = (weights.transcript * transcript_loss + weights.text * text_loss +
+          weights.audio * flow_loss + weights.moe_aux * outputs["moe_aux_loss"])
+  spoken = (targets_BNK != SIL) & (text_weights_BNK > 0)
+  correct = jnp.argmax(logits_BNKV, axis=-1) == targets_BNK
+  metrics = {
+      "loss": loss,
+      "text_loss": text_loss,
+      "transcript_loss": transcript_loss,
+      "flow_loss": flow_loss,
+      "text_accuracy": _weighted_mean(correct, spoken),
+      "tokens": jnp.sum(batch["turn_mask"].astype(jnp.float32)) * layout.turn_len,
+      "moe_aux_loss": outputs["moe_aux_loss"],
+  }
+  return loss, metrics

@@ -1,0 +1,149 @@
+"""InteractionModel: shapes, causality of the local decoder, loss weighting, counting."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from jax_interact import config as config_lib
+from jax_interact import sharding
+from jax_interact.models import InteractionModel, counting, loss_fn
+from jax_interact.models.losses import slot_weights
+from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind,
+                                         random_batch)
+from jax_interact.streams.tokenizer import SIL
+
+B, N = 2, 4
+
+
+def _config() -> ml_collections.ConfigDict:
+  c = config_lib.load("configs/tiny.py")
+  c.stream.n_mels = 8
+  c.stream.video_height = c.stream.video_width = 40
+  c.stream.text_in_slots = c.stream.bg_slots = 2
+  c.stream.user_transcript_slots = c.stream.text_out_slots = 2
+  m = c.model
+  m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim = 64, 32, 1, 2, 1, 16
+  m.d_ff, m.window_turns, m.sinks = 64, 2, 2
+  m.local_d_model, m.local_heads, m.local_d_ff, m.flow_hidden = 32, 2, 64, 32
+  config_lib.validate(c)
+  return c
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = _config()
+  layout = Layout.from_config(config.stream)
+  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  loss = jax.jit(lambda batch, rng: loss_fn(nnx.merge(graphdef, state), batch, rng))
+  return config, layout, model, loss
+
+
+def _jit_method(model, method):
+  """model.method(*args) under jax.jit (eager dispatch of a scanned model is slow)."""
+  graphdef, state = nnx.split(model)
+  return jax.jit(lambda *args: getattr(nnx.merge(graphdef, state), method)(*args))
+
+
+def _batch(config, layout, seed=0):
+  return random_batch(layout, B, N, config.model.vocab_size, config.stream.dmel_bins, seed)
+
+
+def test_forward_shapes(setup):
+  config, layout, model, _ = setup
+  out = _jit_method(model, "__call__")(_batch(config, layout))
+  assert out["text_logits"].shape == (B, N, 4, config.model.vocab_size)
+  assert out["text_logits"].dtype == jnp.float32
+  assert out["local_hidden"].shape == (B, N, layout.output_len, config.model.local_d_model)
+  assert out["temporal_hidden"].shape == (B, N * layout.turn_len, config.model.d_model)
+  mel, bins = model.sample_mel(out["local_hidden"][:, :, -1], jax.random.key(0))
+  assert mel.shape == bins.shape == (B, N, layout.frames_per_token, layout.n_mels)
+  assert int(bins.max()) < config.stream.dmel_bins
+
+
+def test_local_decoder_sees_only_earlier_slots(setup):
+  config, layout, model, _ = setup
+  batch = _batch(config, layout)
+  outputs = model.embed_output_segment(batch["user_transcript"][0], batch["text_out"][0],
+                                       batch["audio_out"][0])
+  hidden = jnp.ones((N, config.model.d_model))
+  local_decode = _jit_method(model, "local_decode")
+  before = local_decode(hidden, outputs)
+  j = 2
+  after = local_decode(hidden, outputs.at[:, j].add(1.0))
+  np.testing.assert_array_equal(before[:, :j + 1], after[:, :j + 1])
+  assert not np.allclose(before[:, j + 1], after[:, j + 1])
+
+
+def test_only_output_slots_of_valid_turns_carry_weight(setup):
+  config, layout, _, _ = setup
+  batch = _batch(config, layout)
+  batch["turn_mask"][:, -1] = False
+  batch["text_out"][0, 0, 0] = SIL
+  weights = np.asarray(slot_weights(layout, batch, 0.1))
+  kinds = layout.kinds()
+  assert (weights[..., np.isin(kinds, INPUT_KINDS)] == 0).all()
+  assert (weights[:, -1] == 0).all()
+  assert weights[0, 0, layout.offset(SlotKind.TEXT_OUT)] == pytest.approx(0.1)
+  assert (weights[:, :-1][..., ~np.isin(kinds, INPUT_KINDS)] > 0).all()
+  changed = _batch(config, layout, seed=1)
+  for kind in INPUT_KINDS[1:]:
+    batch[GROUP_KEYS[kind]] = changed[GROUP_KEYS[kind]]
+  np.testing.assert_array_equal(slot_weights(layout, batch, 0.1), weights)
+
+
+def test_loss_ignores_turns_outside_the_episode(setup):
+  config, layout, _, loss = setup
+  batch = _batch(config, layout)
+  batch["turn_mask"][:, -1] = False
+  rng = jax.random.key(3)
+  reference, metrics = loss(batch, rng)
+  assert set(metrics) >= {"loss", "text_loss", "transcript_loss", "flow_loss", "text_accuracy",
+                          "tokens"}
+  assert float(metrics["tokens"]) == B * (N - 1) * layout.turn_len
+  other = _batch(config, layout, seed=7)
+  for key in GROUP_KEYS.values():
+    batch[key][:, -1] = other[key][:, -1]
+  assert float(loss(batch, rng)[0]) == pytest.approx(float(reference), rel=1e-6)
+  batch["text_out"][:, 0] = (batch["text_out"][:, 0] + 1) % config.model.vocab_size
+  assert float(loss(batch, rng)[0]) != pytest.approx(float(reference), rel=1e-6)
+
+
+def test_missing_video_uses_the_learned_embedding(setup):
+  config, layout, model, _ = setup
+  batch = _batch(config, layout)
+  batch["video_mask"][:] = False
+  args = [batch[k] for k in ("turn", "text_in", "video", "video_mask", "audio_in", "bg")]
+  embed = _jit_method(model, "embed_input_segment")
+  first = embed(*args)
+  args[2] = 255 - batch["video"]
+  np.testing.assert_array_equal(embed(*args), first)
+
+
+def test_param_count_matches_the_built_model(setup):
+  config, _, model, _ = setup
+  built = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert counting.param_count(config) == built
+
+
+def test_moe_flops_count_only_active_experts():
+  dense, moe = _config(), _config()
+  moe.model.num_experts, moe.model.experts_per_token = 4, 2
+  moe.model.d_ff = dense.model.d_ff // 2
+  router_flops = 3 * 2 * moe.model.d_model * 4 * moe.model.n_layers  # per token
+  assert counting.train_flops_per_token(moe) == pytest.approx(
+      counting.train_flops_per_token(dense) + router_flops, rel=1e-9)
+  assert counting.param_count(moe) > counting.param_count(dense)
+
+
+def test_parameters_carry_logical_sharding():
+  config = _config()
+  mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 2, "fsdp": 2, "tensor": 2}))
+  with sharding.use(mesh):
+    abstract = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(0)))
+    specs = nnx.get_partition_spec(nnx.state(abstract, nnx.Param))
+  w_q = specs["temporal"]["blocks"]["attn"]["w_q"]
+  assert tuple(w_q.get_value()) == (None, "fsdp", "tensor", None)
