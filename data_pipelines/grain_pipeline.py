@@ -1,0 +1,146 @@
+"""The Grain input pipeline: random windows of micro-turns from a dataset directory, batched.
+
+Each element is one episode of the process's shard; a seeded random map featurizes it and cuts
+a window of `config.data.window` micro-turns whose start is a function of (seed, element index),
+so the batches are the same for a seed whatever the worker count. Training shuffles and repeats
+forever (reshuffled each epoch); evaluation reads every episode once, in order, and fills up
+with copies whose turn_mask is all False (they add nothing to a masked loss) so that the last
+batch is full and every process yields the same number of batches.
+
+Batches are host-local: `config.data.batch_size / jax.process_count()` windows in the format of
+jax_interact/streams/layout.py. `make_iterator` records the worker count in the iterator state,
+because a Grain state saved with one worker count cannot resume with another.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+import absl.flags
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from data_pipelines import dataset
+from data_pipelines import featurize
+from jax_interact.errors import ConfigError
+from jax_interact.errors import InputError
+from jax_interact.streams.layout import Layout
+
+Batch = dict[str, np.ndarray]
+
+
+@functools.cache
+def _tokenizer(data_dir: str):
+  """One tokenizer per process (worker processes load their own)."""
+  return dataset.load_tokenizer(data_dir)
+
+
+class SampleWindow(grain.transforms.RandomMap):
+  """Episode -> the featurized micro-turns of one random window (picklable for workers)."""
+
+  def __init__(self, data_dir: str, stream_config: ml_collections.ConfigDict, window: int):
+    self._data_dir = data_dir
+    self._stream = stream_config
+    self._layout = Layout.from_config(stream_config)
+    self._window = window
+
+  def random_map(self, episode, rng: np.random.Generator) -> Batch:
+    tracks, _ = featurize.featurize_episode(episode, self._layout, _tokenizer(self._data_dir),
+                                            self._stream)
+    last_start = max(len(tracks["turn"]) - self._window, 0)
+    start = int(rng.integers(0, last_start + 1))
+    return featurize.window(tracks, start, self._window)
+
+
+class MaskOut(grain.transforms.Map):
+  """A window that counts for nothing: turn_mask all False."""
+
+  def map(self, window: Batch) -> Batch:
+    return {**window, "turn_mask": np.zeros_like(window["turn_mask"])}
+
+
+def _eval_windows(episodes: grain.MapDataset, sample: SampleWindow, seed: int,
+                  batch_size: int) -> grain.MapDataset:
+  """This process's episodes once, then masked-out fillers up to the same count everywhere."""
+  processes = jax.process_count()
+  mine = episodes[jax.process_index()::processes]
+  total = math.ceil(math.ceil(len(episodes) / processes) / batch_size) * batch_size
+  missing = total - len(mine)
+  real = mine.random_map(sample, seed=seed)
+  if missing == 0:
+    return real
+  copied = mine if len(mine) else episodes  # a process may hold no episode of a small split
+  fillers = copied.repeat(math.ceil(missing / len(copied)))[:missing]
+  fillers = fillers.random_map(sample, seed=seed).map(MaskOut())
+  return grain.MapDataset.concatenate([real, fillers]) if len(mine) else fillers
+
+
+def host_batch_size(config: ml_collections.ConfigDict) -> int:
+  processes = jax.process_count()
+  if config.data.batch_size % processes:
+    raise ConfigError("config.data.batch_size", f"got {config.data.batch_size}, expected a "
+                      f"multiple of the number of processes ({processes})")
+  return config.data.batch_size // processes
+
+
+def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, split: str, *,
+                 seed: int, train: bool = True) -> grain.IterDataset:
+  """Host-local batches of `split`: infinite and shuffled if `train`, else one ordered pass."""
+  batch_size = host_batch_size(config)
+  episodes = grain.MapDataset.source(dataset.open_split(data_dir, split))
+  sample = SampleWindow(str(data_dir), config.stream, config.data.window)
+  if train:
+    mine = episodes[jax.process_index()::jax.process_count()]
+    if len(mine) == 0:
+      raise InputError(f"{data_dir}", f"split {split!r} has {len(episodes)} episodes, fewer "
+                       f"than the {jax.process_count()} processes training on it")
+    windows = mine.shuffle(seed).repeat(None).random_map(sample, seed=seed)
+  else:
+    windows = _eval_windows(episodes, sample, seed, batch_size)
+  batches = windows.batch(batch_size, drop_remainder=True)
+  # Threads overlap featurization of the windows of a batch (numpy releases the GIL).
+  read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=config.data.prefetch)
+  iterable = batches.to_iter_dataset(read)
+  if config.data.num_workers > 0:
+    if not absl.flags.FLAGS.is_parsed():  # Grain reads flags in its workers
+      absl.flags.FLAGS.mark_as_parsed()
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch))
+  return iterable
+
+
+class DataIterator(grain.DatasetIterator):
+  """A pipeline iterator whose state also records the worker count it was saved with."""
+
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int):
+    super().__init__(parent)
+    self._num_workers = num_workers
+
+  def __next__(self) -> Batch:
+    batch = next(self._parent)
+    if self._num_workers:  # worker batches live in shared memory; copies can be kept freely
+      batch = {key: np.array(value) for key, value in batch.items()}
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {"num_workers": self._num_workers, "pipeline": self._parent.get_state()}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    saved = state.get("num_workers")
+    if saved != self._num_workers:
+      raise InputError("config.data.num_workers", f"the data iterator state was saved with "
+                       f"num_workers={saved} but this run uses {self._num_workers}; resume with "
+                       f"--config.data.num_workers={saved}")
+    self._parent.set_state(state["pipeline"])
+
+
+def make_iterator(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, split: str,
+                  *, seed: int, train: bool = True) -> DataIterator:
+  """An iterator over `make_dataset(...)` with get_state()/set_state() for checkpoints."""
+  pipeline = make_dataset(config, data_dir, split, seed=seed, train=train)
+  return DataIterator(iter(pipeline), config.data.num_workers)

@@ -1,0 +1,126 @@
+"""`jax-interact bench data`: episode generation speed and input-pipeline throughput.
+
+Generates one episode per task family into a temporary directory (seconds of episode audio per
+second of wall time, pool start-up, tokenizer training and statistics included), then reads
+training batches of the config's shape with 0, 1 and 2 worker processes and reports windows/s
+and micro-turns/s after a warm-up. The pipeline is compared with what a train step consumes; the
+train step time is an estimate (model FLOPs at an assumed sustained rate, `"estimated": true`);
+`bench train` measures the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import tempfile
+import time
+from typing import Any
+
+import ml_collections
+
+from data_pipelines import generate
+from data_pipelines import grain_pipeline
+from data_pipelines import synthetic
+from jax_interact import config as config_lib
+from jax_interact.models import counting
+from jax_interact.streams.layout import Layout
+
+WORKER_COUNTS = (0, 1, 2)
+WARMUP_BATCHES = 2
+TIMED_BATCHES = 10
+# Sustained training throughput assumed for the estimate: `jax-interact train` on configs/tiny.py
+# took 3.2-3.5 s per step of 16 GFLOP on a shared 2-core CPU.
+ASSUMED_TRAIN_FLOP_PER_S = 5e9
+
+
+def measure_generation(out: pathlib.Path, stream: ml_collections.ConfigDict) -> dict[str, Any]:
+  start = time.perf_counter()
+  manifest = generate.generate_dataset(out, len(synthetic.TASKS), tasks=synthetic.TASKS,
+                                       seed=0, progress=False, stream_config=stream)
+  wall_s = time.perf_counter() - start
+  audio_s = manifest["stats"]["hours"] * 3600
+  return {"episodes": manifest["stats"]["episodes"], "audio_s": round(audio_s, 2),
+          "wall_s": round(wall_s, 2), "workers": os.cpu_count(),
+          "audio_s_per_wall_s": round(audio_s / wall_s, 3)}
+
+
+def measure_pipeline(config: ml_collections.ConfigDict, data_dir: pathlib.Path,
+                     num_workers: int) -> dict[str, Any]:
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.num_workers = num_workers
+  start = time.perf_counter()
+  iterator = grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+  try:
+    for _ in range(WARMUP_BATCHES):
+      next(iterator)
+    warm_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(TIMED_BATCHES):
+      batch = next(iterator)
+    elapsed = time.perf_counter() - start
+  finally:
+    iterator.close()
+  windows_per_s = TIMED_BATCHES * len(batch["turn"]) / elapsed
+  return {"num_workers": num_workers, "warmup_s": round(warm_s, 2),
+          "windows_per_s": round(windows_per_s, 2),
+          "micro_turns_per_s": round(windows_per_s * config.data.window, 1)}
+
+
+def train_consumption(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Windows/s one host's train steps consume, from an estimated step time."""
+  tokens_per_step = config.data.batch_size * config.data.window * Layout.from_config(
+      config.stream).turn_len
+  step_s = counting.train_flops_per_token(config) * tokens_per_step / ASSUMED_TRAIN_FLOP_PER_S
+  return {"estimated": True, "assumed_flop_per_s": ASSUMED_TRAIN_FLOP_PER_S,
+          "tokens_per_step": tokens_per_step, "step_s": round(step_s, 4),
+          "windows_per_s": round(config.data.batch_size / step_s, 2)}
+
+
+def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
+  with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+    data_dir = pathlib.Path(tmp) / "data"
+    generation = measure_generation(data_dir, config.stream)
+    pipeline = [measure_pipeline(config, data_dir, n) for n in WORKER_COUNTS]
+  consumption = train_consumption(config)
+  best = max(p["windows_per_s"] for p in pipeline)
+  return {
+      "benchmark": "data",
+      "config": config_path,
+      "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+      "window": config.data.window,
+      "batch_size": config.data.batch_size,
+      "generation": generation,
+      "pipeline": pipeline,
+      "train_step": consumption,
+      "pipeline_to_train_ratio": round(best / consumption["windows_per_s"], 3),
+      "headline": {
+          "generation_audio_s_per_s": generation["audio_s_per_wall_s"],
+          **{f"windows_per_s_{p['num_workers']}w": p["windows_per_s"] for p in pipeline},
+          "pipeline_to_train_ratio(est)": round(best / consumption["windows_per_s"], 3),
+      },
+  }
+
+
+def main(args: argparse.Namespace) -> int:
+  config = config_lib.load(args.config, args.overrides)
+  result = run(config, args.config)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.with_name(f".{out.name}.tmp")
+  tmp.write_text(json.dumps(result, indent=1))
+  os.replace(tmp, out)
+  g = result["generation"]
+  print(f"generation: {g['episodes']} episodes, {g['audio_s']} s of audio in {g['wall_s']} s "
+        f"({g['audio_s_per_wall_s']} audio s/s, {g['workers']} processes)")
+  print(f"{'workers':>8} {'windows/s':>10} {'turns/s':>9} {'warm-up s':>10}")
+  for p in result["pipeline"]:
+    print(f"{p['num_workers']:>8} {p['windows_per_s']:>10} {p['micro_turns_per_s']:>9} "
+          f"{p['warmup_s']:>10}")
+  t = result["train_step"]
+  print(f"train step (estimated {t['step_s']} s) consumes {t['windows_per_s']} windows/s; "
+        f"pipeline/train = {result['pipeline_to_train_ratio']}")
+  print(f"wrote {out}")
+  return 0

@@ -1,0 +1,126 @@
+"""Dataset storage: TFDS/ArrayRecord round trip, splits, manifest, tokenizer, atomic writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data_pipelines import dataset
+from data_pipelines.episode import SAMPLE_RATE, Episode, Word
+from jax_interact import config as config_lib
+from jax_interact.errors import InputError
+
+
+def tiny_stream():
+  """A stream config whose video size matches tiny_episode's frames (no resizing)."""
+  stream = config_lib.defaults().stream
+  stream.n_mels = 20
+  stream.video_height = stream.video_width = 40
+  return stream
+
+
+def tiny_episode(index: int, seconds: float = 1.6) -> Episode:
+  """A hand-built episode: a sine for the user, noise for the model, 5 fps random frames."""
+  rng = np.random.default_rng(index)
+  samples = int(seconds * SAMPLE_RATE)
+  t = np.arange(samples) / SAMPLE_RATE
+  frames = int(seconds * 5)
+  return Episode(
+      index=index, task=("turn_taking", "delegate")[index % 2],
+      user_audio=(4000 * np.sin(2 * np.pi * (180 + 20 * index) * t)).astype(np.int16),
+      model_audio=rng.normal(0, 800, samples).astype(np.int16),
+      video=rng.integers(0, 256, (frames, 40, 40, 3), dtype=np.uint8),
+      video_times_s=np.arange(frames, dtype=np.float32) * 0.2,
+      words=[Word("user", f"hello number {index}", 0.1, 0.5), Word("model", "hi there", 0.9, 1.3)],
+      events=[{"type": "typed", "time_s": 0.3, "text": "a typed line"}],
+      annotations={"responses": [{"window_s": [0.6, 1.2]}], "seed": index})
+
+
+def write_tiny_dataset(out, n: int, seconds=lambda i: 1.6):
+  return dataset.write_dataset(out, (tiny_episode(i, seconds(i)) for i in range(n)),
+                               tokenizer_sentences=["extra sentence for the tokenizer"],
+                               vocab_size=64, stream_config=tiny_stream())
+
+
+def assert_same_episode(a: Episode, b: Episode):
+  assert (a.index, a.task, a.words, a.events, a.annotations) == (
+      b.index, b.task, b.words, b.events, b.annotations)
+  for field in ("user_audio", "model_audio", "video", "video_times_s"):
+    x, y = getattr(a, field), getattr(b, field)
+    assert x.dtype == y.dtype and np.array_equal(x, y), field
+
+
+def test_round_trip_keeps_every_field_and_holds_out_every_tenth(tmp_path):
+  manifest = write_tiny_dataset(tmp_path / "ds", 12)
+  assert manifest["splits"] == {"train": [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11], "validation": [9]}
+  for split, indices in manifest["splits"].items():
+    source = dataset.open_split(tmp_path / "ds", split)
+    assert len(source) == len(indices)
+    for position, index in enumerate(indices):
+      assert_same_episode(source[position], tiny_episode(index))
+  assert_same_episode(dataset.episode_by_index(tmp_path / "ds", 9), tiny_episode(9))
+
+
+@pytest.mark.parametrize("n, expected", [
+    (1, {"train": [0], "validation": [0]}),
+    (3, {"train": [0, 1], "validation": [2]}),
+])
+def test_small_datasets_still_have_a_validation_episode(tmp_path, n, expected):
+  assert write_tiny_dataset(tmp_path / "ds", n)["splits"] == expected
+
+
+def test_manifest_schema_and_tokenizer(tmp_path):
+  write_tiny_dataset(tmp_path / "ds", 3, seconds=lambda i: 1.6 + 0.4 * i)
+  manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+  assert set(manifest) >= {"episodes", "splits", "stats"}
+  assert [e["index"] for e in manifest["episodes"]] == [0, 1, 2]
+  entry = manifest["episodes"][1]
+  assert set(entry) == {"index", "task", "duration_s", "words", "events"}
+  assert entry["duration_s"] == pytest.approx(2.0)
+  assert entry["words"][0] == {"speaker": "user", "text": "hello number 1", "start_s": 0.1,
+                               "end_s": 0.5}
+  stats = manifest["stats"]
+  assert stats["episodes"] == 3
+  assert stats["hours"] == pytest.approx((1.6 + 2.0 + 2.4) / 3600, abs=1e-4)
+  assert stats["micro_turns"] == 8 + 10 + 12
+  assert stats["tasks"] == {"delegate": 1, "turn_taking": 2}
+  assert {"spilled_tokens", "dropped_at_end"} <= set(stats["featurize"])
+  tokenizer = dataset.load_tokenizer(tmp_path / "ds")
+  assert tokenizer.decode(tokenizer.encode("hello there")) == "hello there"
+
+
+def _failing_after(n):
+  for i in range(n):
+    yield tiny_episode(i)
+  raise RuntimeError("generator failed")
+
+
+def test_failure_midway_leaves_nothing(tmp_path):
+  with pytest.raises(RuntimeError, match="generator failed"):
+    dataset.write_dataset(tmp_path / "ds", _failing_after(2), stream_config=tiny_stream())
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_the_existing_dataset(tmp_path):
+  write_tiny_dataset(tmp_path / "ds", 2)
+  before = (tmp_path / "ds" / "manifest.json").read_text()
+  bad = tiny_episode(5)
+  bad.words.append(Word("model", "late", 1.0, 9.0))  # ends after the audio
+  with pytest.raises(InputError, match=r"words\[2\]"):
+    dataset.write_dataset(tmp_path / "ds", [tiny_episode(0), bad], stream_config=tiny_stream())
+  assert (tmp_path / "ds" / "manifest.json").read_text() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_bad_directories_and_splits_are_input_errors(tmp_path):
+  with pytest.raises(InputError, match="not a directory"):
+    dataset.open_split(tmp_path / "missing", "train")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(InputError, match="manifest.json"):
+    dataset.open_split(tmp_path / "empty", "train")
+  with pytest.raises(InputError, match="split"):
+    dataset.open_split(tmp_path / "empty", "test")
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "notes.txt").write_text("not a dataset")
+  with pytest.raises(InputError, match="refusing to replace"):
+    write_tiny_dataset(tmp_path / "other", 1)

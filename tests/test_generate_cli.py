@@ -1,0 +1,54 @@
+"""`jax-interact data generate` and `data inspect` through the command line."""
+
+import json
+
+from data_pipelines import synthetic
+from jax_interact import cli
+from test_dataset import write_tiny_dataset
+
+MICRO_TURN_KEYS = {"t", "start_s", "user_text_in", "background", "user_transcript", "model_text"}
+
+
+def test_unknown_task_exits_2_and_writes_nothing(tmp_path, capsys):
+  out = tmp_path / "ds"
+  code = cli.main(["data", "generate", "--out", str(out), "--episodes", "2",
+                   "--tasks", "turn_taking,juggling"])
+  assert code == 2
+  assert "--tasks" in capsys.readouterr().err
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_writes_png_and_micro_turn_json(tmp_path):
+  write_tiny_dataset(tmp_path / "ds", 3)
+  png, doc = tmp_path / "out" / "episode.png", tmp_path / "out" / "episode.json"
+  assert cli.main(["data", "inspect", str(tmp_path / "ds"), "--index", "1", "--out", str(png),
+                   "--json", str(doc)]) == 0
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  turns = json.loads(doc.read_text())
+  assert turns["chunk_ms"] == 200
+  assert len(turns["micro_turns"]) == 8  # 1.6 s
+  assert all(set(turn) == MICRO_TURN_KEYS for turn in turns["micro_turns"])
+  assert "hello" in " ".join(turn["user_transcript"] for turn in turns["micro_turns"])
+
+
+def test_inspect_bad_index_or_directory_exits_2(tmp_path, capsys):
+  write_tiny_dataset(tmp_path / "ds", 2)
+  assert cli.main(["data", "inspect", str(tmp_path / "ds"), "--index", "5",
+                   "--out", str(tmp_path / "x.png")]) == 2
+  assert "--index" in capsys.readouterr().err
+  assert cli.main(["data", "inspect", str(tmp_path / "nothing"), "--index", "0",
+                   "--out", str(tmp_path / "x.png")]) == 2
+  assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_all_nine_tasks_end_to_end(tmp_path):
+  out = tmp_path / "ds"
+  assert cli.main(["data", "generate", "--out", str(out), "--episodes", "9", "--seed", "1",
+                   "--workers", "2"]) == 0
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert [e["task"] for e in manifest["episodes"]] == list(synthetic.TASKS)
+  assert manifest["stats"]["split_sizes"] == {"train": 8, "validation": 1}
+  assert cli.main(["data", "inspect", str(out), "--index", "8", "--out", str(tmp_path / "d.png"),
+                   "--json", str(tmp_path / "d.json")]) == 0
+  turns = json.loads((tmp_path / "d.json").read_text())["micro_turns"]
+  assert any("<delegate>" in turn["model_text"] for turn in turns)  # episode 8 is `delegate`

@@ -1,0 +1,125 @@
+"""The Grain pipeline: batch format, determinism by seed, checkpointed resume, eval padding."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from data_pipelines import grain_pipeline
+from jax_interact import config as config_lib
+from jax_interact.errors import InputError
+from jax_interact.streams.layout import Layout, random_batch
+from test_dataset import tiny_stream, write_tiny_dataset
+
+EPISODES = 7  # 6 train (1.6 s to 3.6 s long), 1 validation
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("pipeline") / "ds"
+  write_tiny_dataset(out, EPISODES, seconds=lambda i: 1.6 + 0.4 * i)
+  return out
+
+
+def small_config(num_workers=0):
+  config = config_lib.defaults()
+  config.stream = tiny_stream()
+  config.data.window = 4
+  config.data.batch_size = 2
+  config.data.num_workers = num_workers
+  return config
+
+
+def take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def assert_same_batches(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def test_batches_follow_the_layout_format(data_dir):
+  config = small_config()
+  iterator = grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+  batch = next(iterator)
+  expected = random_batch(Layout.from_config(config.stream), 2, 4, vocab_size=64,
+                          dmel_bins=config.stream.dmel_bins)
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+      k: (v.shape, v.dtype) for k, v in expected.items()}
+  # Windows are consecutive micro-turns and lie (at least partly) inside their episode.
+  np.testing.assert_array_equal(batch["turn"] - batch["turn"][:, :1], np.tile(np.arange(4), (2, 1)))
+  assert batch["turn_mask"][:, 0].all()
+
+
+def test_same_seed_gives_the_same_batches_and_training_never_ends(data_dir):
+  config = small_config()
+  # 7 batches of 2 windows: more than 2 epochs of the 6 training episodes.
+  first = take(grain_pipeline.make_iterator(config, data_dir, "train", seed=1), 7)
+  again = take(grain_pipeline.make_iterator(config, data_dir, "train", seed=1), 7)
+  other = take(grain_pipeline.make_iterator(config, data_dir, "train", seed=2), 7)
+  assert_same_batches(first, again)
+  assert any(not np.array_equal(x["audio_in"], y["audio_in"]) for x, y in zip(first, other))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_restored_iterator_continues_identically(data_dir, num_workers):
+  config = small_config(num_workers)
+  iterator = grain_pipeline.make_iterator(config, data_dir, "train", seed=3)
+  take(iterator, 3)
+  state = json.loads(json.dumps(iterator.get_state()))  # as Grain's Orbax handler stores it
+  expected = take(iterator, 3)
+  iterator.close()
+  restored = grain_pipeline.make_iterator(config, data_dir, "train", seed=3)
+  restored.set_state(state)
+  resumed = take(restored, 3)
+  restored.close()
+  assert_same_batches(resumed, expected)
+  assert state["num_workers"] == num_workers
+
+
+def test_restoring_with_another_worker_count_is_refused(data_dir):
+  iterator = grain_pipeline.make_iterator(small_config(0), data_dir, "train", seed=0)
+  take(iterator, 1)
+  other = grain_pipeline.make_iterator(small_config(1), data_dir, "train", seed=0)
+  with pytest.raises(InputError, match="config.data.num_workers"):
+    other.set_state(iterator.get_state())
+  other.close()
+
+
+def test_eval_reads_each_episode_once_and_pads_the_last_batch(data_dir):
+  config = small_config()
+  config.data.batch_size = 4
+  batches = list(grain_pipeline.make_iterator(config, data_dir, "validation", seed=0,
+                                              train=False))
+  assert len(batches) == 1
+  assert batches[0]["turn"].shape == (4, 4)
+  assert batches[0]["turn_mask"][0].any() and not batches[0]["turn_mask"][1:].any()
+
+
+@pytest.mark.parametrize("split, episodes", [("train", 6), ("validation", 1)])
+def test_eval_gives_every_process_the_same_number_of_batches(data_dir, monkeypatch, split,
+                                                             episodes):
+  config = small_config()
+  config.data.batch_size = 4  # 1 window per process
+  monkeypatch.setattr(grain_pipeline.jax, "process_count", lambda: 4)
+  counts, real = [], 0
+  for process in range(4):
+    monkeypatch.setattr(grain_pipeline.jax, "process_index", lambda p=process: p)
+    batches = list(grain_pipeline.make_iterator(config, data_dir, split, seed=0, train=False))
+    counts.append(len(batches))
+    real += sum(int(b["turn_mask"][i].any()) for b in batches for i in range(len(b["turn"])))
+  assert counts == [math.ceil(episodes / 4)] * 4
+  assert real == episodes
+
+
+def test_batch_size_must_divide_over_processes(data_dir, monkeypatch):
+  monkeypatch.setattr(grain_pipeline.jax, "process_count", lambda: 4)
+  config = small_config()
+  config.data.batch_size = 6
+  with pytest.raises(InputError, match="config.data.batch_size"):
+    grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
