@@ -1,0 +1,323 @@
+"""One scorer per task family of the synthetic suite (data_pipelines/synthetic.py).
+
+A scorer is a pure function of an episode (its annotations, events and user words) and a
+system's `Behaviour` (transcripts.py). It returns Observations: for every metric, the samples this
+episode contributes (one per turn, pause, bounce, beat, item or episode). `summarize` pools
+samples over episodes: a key ending in `_s` holds times and is reported as `<key>_p50_s` and
+`<key>_p90_s` (None without samples); any other key is reported as its mean (a rate in [0, 1]).
+
+Latency (SPEC §3): from the event to the wall time of the first answering token, the start of
+the output window of the micro-turn holding it. A reply to an event is the first model word
+starting at or after the event and before the user's next word (the horizon).
+
+Every family also reports:
+  score                 the headline in [0, 1] (per family below; the report's bar chart)
+  quiet_violation_rate  fraction of the episode's `quiet_s` intervals in which the model spoke
+                        for more than QUIET_TOLERANCE_S (one micro-turn)
+  user_wer              word error rate of the streamed user transcript against the user's words
+                        (word errors summed over episodes / reference words summed)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from data_pipelines import synthetic
+from data_pipelines.episode import Episode
+from jax_interact.evaluation import background
+from jax_interact.evaluation.transcripts import Behaviour, normalise, user_speech_s, user_words
+
+Observations = dict[str, list[float]]
+QUIET_TOLERANCE_S = 0.2
+
+
+def _reply(episode: Episode, behaviour: Behaviour, event_s: float,
+           window_hi_s: float) -> tuple[float | None, bool]:
+  """(latency or None, whether the reply starts by `window_hi_s`) of the reply to `event_s`."""
+  horizon = min((w.start_s for w in user_words(episode) if w.start_s > event_s),
+                default=episode.duration_s)
+  word = behaviour.first_word(event_s, max(horizon, window_hi_s))
+  if word is None:
+    return None, False
+  return word.start_s - event_s, word.start_s <= window_hi_s
+
+
+def _spoke(behaviour: Behaviour, lo_s: float, hi_s: float) -> bool:
+  return behaviour.spoken_s(lo_s, hi_s) > QUIET_TOLERANCE_S
+
+
+def _said(behaviour: Behaviour, lo_s: float, hi_s: float) -> list[str]:
+  return [normalise(w.text) for w in behaviour.words if lo_s <= w.start_s < hi_s]
+
+
+def _number(text: str) -> int | None:
+  text = normalise(text)
+  if text in synthetic.NUMBER_WORDS:
+    return synthetic.NUMBER_WORDS.index(text)
+  return int(text) if text.isdigit() else None
+
+
+def turn_taking(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Per question: `takeover` (reply started within the window), `latency_s` from the end of the
+  user's question (or the typed text), `answer_recall` (share of the expected answer's words
+  said before the user speaks again). score = takeover."""
+  obs: Observations = {"takeover": [], "latency_s": [], "answer_recall": []}
+  for turn in episode.annotations["turns"]:
+    heard, (_, hi) = turn["user_end_s"], turn["window_s"]
+    latency, took = _reply(episode, behaviour, heard, hi)
+    obs["takeover"].append(float(took))
+    if latency is not None:
+      obs["latency_s"].append(latency)
+    next_user = min((w.start_s for w in user_words(episode) if w.start_s > heard),
+                    default=episode.duration_s)
+    said = set(_said(behaviour, heard, next_user))
+    answer = turn["answer"].split()
+    obs["answer_recall"].append(sum(w in said for w in answer) / len(answer))
+  obs["score"] = list(obs["takeover"])
+  return obs
+
+
+def pause_handling(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Per mid-utterance pause: `false_takeover` (the model spoke in it). Per question: `takeover`
+  and `latency_s` at its real end. score per question: no false takeover in its pauses and a
+  reply within the window."""
+  obs: Observations = {"false_takeover": [], "takeover": [], "latency_s": [], "score": []}
+  pauses = [(lo, hi, _spoke(behaviour, lo, hi)) for lo, hi in episode.annotations["pauses_s"]]
+  obs["false_takeover"] = [float(spoke) for _, _, spoke in pauses]
+  previous_end = -math.inf
+  for turn in episode.annotations["turns"]:
+    heard, (_, hi) = turn["user_end_s"], turn["window_s"]
+    latency, took = _reply(episode, behaviour, heard, hi)
+    obs["takeover"].append(float(took))
+    if latency is not None:
+      obs["latency_s"].append(latency)
+    respected = not any(spoke for lo, p_hi, spoke in pauses if previous_end <= lo and p_hi <= heard)
+    obs["score"].append(float(took and respected))
+    previous_end = heard
+  return obs
+
+
+def interruption(episode: Episode, behaviour: Behaviour) -> Observations:
+  """`answered` (the long answer started within its window), `stop` (answered, and silent from
+  the deadline, STOP_WINDOW_S after the barge-in), `stop_latency_s` (barge-in to the end of the
+  model's speech going on after it; no sample when it is silent from the barge-in). score:
+  stopped and no speech in the quiet intervals."""
+  a = episode.annotations
+  barge, deadline = a["barge_in_s"], a["stop_deadline_s"]
+  first = a["responses"][0]
+  _, answered = _reply(episode, behaviour, first["event_s"], first["window_s"][1])
+  interval = next(((lo, hi) for lo, hi in behaviour.active_s if lo < deadline and hi > barge),
+                  None)
+  stopped = answered and (interval is None or interval[1] <= deadline)
+  obs: Observations = {"stop": [float(stopped)], "answered": [float(answered)],
+                       "stop_latency_s": [] if interval is None else [interval[1] - barge]}
+  quiet = not any(_spoke(behaviour, lo, hi) for lo, hi in a["quiet_s"])
+  obs["score"] = [float(stopped and quiet)]
+  return obs
+
+
+def rep_count(episode: Episode, behaviour: Behaviour) -> Observations:
+  """RepCount-A: `obo_accuracy` (the last count said is within one of the true count; none said
+  counts as 0), `count_mae` (|said - true| / true). Per bounce: `rep_on_time` (its count word
+  starts within COUNT_WINDOW_S) and `rep_latency_s`. score = obo_accuracy."""
+  a = episode.annotations
+  bounces, count = a["bounces_s"], a["count"]
+  heard = a["quiet_s"][0][0] if a["quiet_s"] else 0.0
+  numbers = [n for n in (_number(w.text) for w in behaviour.words if w.start_s >= heard)
+             if n is not None]
+  said = numbers[-1] if numbers else 0
+  obs: Observations = {"obo_accuracy": [float(abs(said - count) <= 1)],
+                       "count_mae": [abs(said - count) / count], "rep_on_time": [],
+                       "rep_latency_s": []}
+  for i, bounce in enumerate(bounces):
+    horizon = bounces[i + 1] + synthetic.COUNT_WINDOW_S if i + 1 < len(bounces) else math.inf
+    word = behaviour.first_word(bounce, horizon, texts=[synthetic.NUMBER_WORDS[i + 1], str(i + 1)])
+    on_time = word is not None and word.start_s - bounce <= synthetic.COUNT_WINDOW_S
+    obs["rep_on_time"].append(float(on_time))
+    if word is not None:
+      obs["rep_latency_s"].append(word.start_s - bounce)
+  obs["score"] = list(obs["obo_accuracy"])
+  return obs
+
+
+def visual_cue(episode: Episode, behaviour: Behaviour) -> Observations:
+  """`on_time` (speech starts within the window after the target colour appears), `latency_s`,
+  `false_alarm` (the model spoke between the request and the change), `colour_named` (the
+  target colour is among the first few words of the reply). score: on time, no false alarm."""
+  a = episode.annotations
+  change = a["change_s"]
+  lo, hi = a["responses"][0]["window_s"]
+  heard = a["quiet_s"][0][0] if a["quiet_s"] else 0.0
+  false_alarm = _spoke(behaviour, heard, change)
+  word = behaviour.first_word(change)
+  on_time = word is not None and word.start_s <= hi
+  named = word is not None and a["target_colour"] in _said(behaviour, word.start_s,
+                                                         word.start_s + synthetic.REPLY_WINDOW_S)
+  return {"on_time": [float(on_time)], "false_alarm": [float(false_alarm)],
+          "colour_named": [float(named)],
+          "latency_s": [] if word is None else [word.start_s - change],
+          "score": [float(on_time and not false_alarm)]}
+
+
+def start_stop(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Temporal IoU of [model says "start", model says "stop"] with the motion interval (no stop
+  said: open to the episode end; no start said: IoU 0): `iou` (score), `iou_at_0.5`, and the
+  `start_offset_s` / `stop_offset_s` of the words from the true times."""
+  a = episode.annotations
+  start, stop = a["interval_s"]
+  heard = a["quiet_s"][0][0] if a["quiet_s"] else 0.0
+  said_start = behaviour.first_word(heard, texts=[synthetic.START_WORD])
+  said_stop = (behaviour.first_word(said_start.start_s, texts=[synthetic.STOP_WORD])
+               if said_start else None)
+  iou = 0.0
+  if said_start is not None:
+    lo = said_start.start_s
+    hi = said_stop.start_s if said_stop else episode.duration_s
+    overlap = max(0.0, min(hi, stop) - max(lo, start))
+    iou = overlap / (max(hi, stop) - min(lo, start))
+  return {"iou": [iou], "iou_at_0.5": [float(iou >= 0.5)],
+          "start_offset_s": [] if said_start is None else [said_start.start_s - start],
+          "stop_offset_s": [] if said_stop is None else [said_stop.start_s - stop],
+          "score": [iou]}
+
+
+def time_speak(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Per beat: `beat_on_time` (the reminder word starts in [beat - 0.3, beat + 0.5] s) and
+  `beat_error_s` (|start - beat| of the reminder word nearest the beat, within half a period).
+  `stopped_on_request`: no reminder word after the user ended the reminders. score =
+  beat_on_time."""
+  a = episode.annotations
+  early, late = synthetic.BEAT_WINDOW_S
+  half = a["period_s"] / 2
+  reminders = [w.start_s for w in behaviour.words
+               if normalise(w.text) == synthetic.REMINDER_WORD]
+  obs: Observations = {"beat_on_time": [], "beat_error_s": []}
+  for beat in a["beats_s"]:
+    errors = [abs(s - beat) for s in reminders if abs(s - beat) < half]
+    obs["beat_on_time"].append(float(any(beat - early <= s <= beat + late for s in reminders)))
+    if errors:
+      obs["beat_error_s"].append(min(errors))
+  after_stop = a["beats_s"][-1] + half if a["beats_s"] else a["stop_request_s"]
+  obs["stopped_on_request"] = [float(not any(s > after_stop for s in reminders))]
+  obs["score"] = list(obs["beat_on_time"])
+  return obs
+
+
+def live_translation(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Per source word: `word_accuracy` (its translation starts within TRANSLATION_LAG_S after the
+  source word ends) and `lag_s` (source end to the translation said by the next item's window).
+  score = word_accuracy."""
+  items = episode.annotations["items"]
+  obs: Observations = {"word_accuracy": [], "lag_s": []}
+  for i, item in enumerate(items):
+    lo, hi = item["window_s"]
+    horizon = items[i + 1]["window_s"][1] if i + 1 < len(items) else math.inf
+    word = behaviour.first_word(item["source_start_s"], horizon, texts=[item["translation"]])
+    obs["word_accuracy"].append(float(word is not None and lo <= word.start_s <= hi))
+    if word is not None:
+      obs["lag_s"].append(word.start_s - lo)
+  obs["score"] = list(obs["word_accuracy"])
+  return obs
+
+
+def delegate(episode: Episode, behaviour: Behaviour) -> Observations:
+  """`delegated` (emitted `<delegate>`), `filler_latency_s` (question to first word), and for
+  the job replayed from the model's delegation (background.py): `result_correct` (the result
+  number said after it arrived), `result_on_time` (speech starts within REPLY_WINDOW_S after the
+  result is ready and the user is not speaking), `result_latency_s`, `over_user` (the model
+  spoke over the user after the question). score: all of delegated, correct, on time and never
+  over the user."""
+  a = episode.annotations
+  heard = a["responses"][0]["event_s"]
+  _, filler_hi = a["responses"][0]["window_s"]
+  filler_latency, _ = _reply(episode, behaviour, heard, filler_hi)
+  over_user = any(_spoke(behaviour, max(lo, heard), hi)
+                  for lo, hi in user_speech_s(episode) if hi > heard)
+  obs: Observations = {"delegated": [float(bool(behaviour.delegate_s))],
+                       "filler_latency_s": [] if filler_latency is None else [filler_latency],
+                       "over_user": [float(over_user)], "result_latency_s": []}
+  correct = on_time = False
+  results = background.replayed_results(episode, behaviour.delegate_s[0]) \
+      if behaviour.delegate_s else []
+  if results:
+    ready = results[-1][1]
+    for lo, hi in user_speech_s(episode):  # a suitable moment: the user is not speaking
+      if lo <= ready < hi:
+        ready = hi
+    answer = normalise(a["result_text"].split()[-1])
+    correct = answer in _said(behaviour, results[0][1], math.inf)
+    word = behaviour.first_word(ready)
+    on_time = word is not None and word.start_s <= ready + synthetic.REPLY_WINDOW_S
+    if word is not None:
+      obs["result_latency_s"].append(word.start_s - ready)
+  obs["result_correct"] = [float(correct)]
+  obs["result_on_time"] = [float(on_time)]
+  obs["score"] = [float(bool(behaviour.delegate_s) and correct and on_time and not over_user)]
+  return obs
+
+
+SCORERS: dict[str, Callable[[Episode, Behaviour], Observations]] = {
+    "turn_taking": turn_taking, "pause_handling": pause_handling, "interruption": interruption,
+    "rep_count": rep_count, "visual_cue": visual_cue, "start_stop": start_stop,
+    "time_speak": time_speak, "live_translation": live_translation, "delegate": delegate,
+}
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+  """Levenshtein distance in words (substitutions + deletions + insertions)."""
+  previous = list(range(len(hypothesis) + 1))
+  for i, ref in enumerate(reference, 1):
+    current = [i]
+    for j, hyp in enumerate(hypothesis, 1):
+      current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+    previous = current
+  return previous[-1]
+
+
+def observe(episode: Episode, behaviour: Behaviour) -> Observations:
+  """Everything scored for one episode: its family's scorer plus the shared metrics."""
+  if episode.task not in SCORERS:
+    raise KeyError(f"no scorer for task {episode.task!r}")
+  obs = SCORERS[episode.task](episode, behaviour)
+  obs["quiet_violation_rate"] = [float(_spoke(behaviour, lo, hi))
+                                 for lo, hi in episode.annotations.get("quiet_s", [])]
+  reference = [normalise(w.text) for w in user_words(episode)]
+  hypothesis = [normalise(w) for w in behaviour.user_transcript]
+  obs["user_word_errors"] = [float(word_errors(reference, hypothesis))]
+  obs["user_words"] = [float(len(reference))]
+  return obs
+
+
+def pool(observations: list[Observations]) -> Observations:
+  """Samples of many episodes, concatenated per metric."""
+  pooled: Observations = {}
+  for obs in observations:
+    for key, samples in obs.items():
+      pooled.setdefault(key, []).extend(samples)
+  return pooled
+
+
+def summarize(obs: Observations) -> dict[str, float | None]:
+  """Metric name -> value (module docstring); `user_wer` from the pooled word errors."""
+  metrics: dict[str, float | None] = {}
+  for key, samples in obs.items():
+    if key in ("user_word_errors", "user_words"):
+      continue
+    values = np.asarray(samples, np.float64)
+    if key.endswith("_s"):
+      name = key.removesuffix("_s")
+      for q in (50, 90):
+        metrics[f"{name}_p{q}_s"] = float(np.percentile(values, q)) if values.size else None
+    else:
+      metrics[key] = float(values.mean()) if values.size else None
+  if "user_words" in obs:
+    metrics["user_wer"] = sum(obs["user_word_errors"]) / max(sum(obs["user_words"]), 1.0)
+  return metrics
+
+
+def score_episode(episode: Episode, behaviour: Behaviour) -> dict[str, float | None]:
+  """The metrics of one episode."""
+  return summarize(observe(episode, behaviour))

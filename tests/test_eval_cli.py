@@ -1,0 +1,61 @@
+"""`jax-interact eval` end to end with a random model on a three-episode dataset."""
+
+import json
+
+import pytest
+from flax import nnx
+
+from data_pipelines import dataset, synthetic
+from jax_interact import cli
+from jax_interact import config as config_lib
+from jax_interact.evaluation import command
+from jax_interact.inference import trained as trained_lib
+from jax_interact.models import InteractionModel
+
+TASKS = ("turn_taking", "delegate", "interruption")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("eval") / "data"
+  episodes = [synthetic.generate_episode(task, i, 0) for i, task in enumerate(TASKS)]
+  dataset.write_dataset(out, episodes, tokenizer_sentences=synthetic.vocabulary(), vocab_size=512)
+  return out
+
+
+def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir, tmp_path,
+                                                                        monkeypatch):
+  config = config_lib.load("configs/tiny.py", [f"data.dir={data_dir}"])
+  run = trained_lib.Trained(config, InteractionModel(config, rngs=nnx.Rngs(0)),
+                            dataset.load_tokenizer(data_dir), step=0)
+  monkeypatch.setattr(command.trained_lib, "load", lambda workdir: run)
+  out = tmp_path / "report"
+  # The train split holds two episodes: one engine row is refilled once.
+  code = cli.main(["eval", "--workdir", str(tmp_path / "run"), "--data", str(data_dir),
+                   "--out", str(out), "--split", "train", "--batch", "1"])
+  assert code == 0
+  assert sorted(p.name for p in out.iterdir()) == ["latency.png", "report.json", "report.md",
+                                                   "scores.png"]
+  report = json.loads((out / "report.json").read_text())
+  families = {"turn_taking", "delegate"}
+  assert set(report) == families | {"overall", "baselines", "meta"}
+  assert set(report["baselines"]) == {"silent", "turn_based"}
+  for name, system in report["baselines"].items():
+    assert set(system) == families | {"overall"}
+    for family in families | {"overall"}:
+      assert set(system[family]) == set(report[family]), (name, family)
+  assert report["baselines"]["silent"]["turn_taking"]["score"] == 0.0
+  assert report["overall"]["mel_l1"] > 0 and report["meta"]["episodes"] == 2
+  assert report["meta"]["episodes_per_family"] == {"delegate": 1, "turn_taking": 1}
+  assert "## turn_taking" in (out / "report.md").read_text()
+
+
+def test_eval_rejects_a_missing_dataset_or_workdir(data_dir, tmp_path, capsys):
+  out = tmp_path / "report"
+  code = cli.main(["eval", "--workdir", str(tmp_path), "--data", str(tmp_path / "nothing"),
+                   "--out", str(out)])
+  assert code == 2 and "nothing" in capsys.readouterr().err
+  code = cli.main(["eval", "--workdir", str(tmp_path / "run"), "--data", str(data_dir),
+                   "--out", str(out)])
+  assert code == 2 and "config.json" in capsys.readouterr().err
+  assert not out.exists()

@@ -1,0 +1,180 @@
+"""Scorers on hand-built behaviour whose right scores are known, and the turn-based gate."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from data_pipelines import featurize, synthetic
+from data_pipelines.episode import Word
+from jax_interact import config as config_lib
+from jax_interact.evaluation import baselines, scoring, transcripts
+from jax_interact.inference.engine import TurnOutput
+from jax_interact.streams import tokenizer as tokenizer_lib
+from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.tokenizer import SIL
+from jax_interact.streams.layout import Layout
+
+CHUNK_MS = 200
+# Delays that miss every window. A whole number of micro-turns keeps the quantised word times
+# exactly shifted; time_speak's shift must not land on a later beat (periods of 2, 3 or 4 s).
+LATE_S = {"time_speak": 1.0}
+DEFAULT_LATE_S = 2.4
+
+
+@pytest.fixture(scope="module")
+def episodes():
+  # Episode 0 of turn_taking (seed 0) has a single question, so a late reply is still its reply.
+  return {task: synthetic.generate_episode(task, 0, 0) for task in synthetic.TASKS}
+
+
+def _model_words(episode):
+  return [w for w in episode.words if w.speaker == "model"]
+
+
+def _late(episode, delay_s):
+  shift = lambda t: round(t + delay_s, 3)
+  words = [dataclasses.replace(w, start_s=shift(w.start_s), end_s=shift(w.end_s))
+           for w in _model_words(episode)]
+  return transcripts.from_words(words, CHUNK_MS,
+                                delegate_s=[shift(e["time_s"]) for e in episode.delegations()])
+
+
+def _chatter(episode):
+  """Talks without a break from the user's first word to the end, over everything."""
+  first = min(w.start_s for w in episode.words if w.speaker == "user")
+  starts = np.arange(first, episode.duration_s - 0.2, 0.2)
+  words = [Word("model", "blah", round(s, 3), round(s + 0.2, 3)) for s in starts]
+  return transcripts.from_words(words, CHUNK_MS,
+                                delegate_s=[e["time_s"] for e in episode.delegations()])
+
+
+@pytest.mark.parametrize("task", synthetic.TASKS)
+def test_reference_scores_perfectly_and_silence_scores_zero(episodes, task):
+  episode = episodes[task]
+  perfect = scoring.score_episode(episode, transcripts.reference(episode, CHUNK_MS))
+  silent = scoring.score_episode(episode, baselines.silent())
+  if task == "start_stop":  # the words come a reaction time after the true times
+    assert 0.6 < perfect["score"] < 1.0 and perfect["iou_at_0.5"] == 1.0
+  else:
+    assert perfect["score"] == 1.0
+  assert perfect["quiet_violation_rate"] in (0.0, None)
+  assert perfect["user_wer"] == 0.0
+  for key, value in perfect.items():
+    if key.endswith("_s") and "offset" not in key and "error" not in key:
+      assert 0.0 <= value <= 0.6, (key, value)  # prompt: within three micro-turns
+  assert silent["score"] == 0.0
+  assert silent["user_wer"] == 1.0
+
+
+@pytest.mark.parametrize("task", synthetic.TASKS)
+def test_late_behaviour_fails_the_windows_with_its_latency_measured(episodes, task):
+  episode = episodes[task]
+  delay = LATE_S.get(task, DEFAULT_LATE_S)
+  perfect = scoring.score_episode(episode, transcripts.reference(episode, CHUNK_MS))
+  late = scoring.score_episode(episode, _late(episode, delay))
+  if task == "rep_count":  # graded as RepCount-A: the final count is right, its timing is not
+    assert late["obo_accuracy"] == 1.0 and late["rep_on_time"] == 0.0
+  else:
+    assert late["score"] < 0.5 * perfect["score"]
+  shifted = {"turn_taking": "latency_p50_s", "visual_cue": "latency_p50_s",
+             "start_stop": "start_offset_p50_s",
+             "live_translation": "lag_p50_s", "pause_handling": "latency_p50_s",
+             "delegate": "filler_latency_p50_s"}
+  if task in shifted:
+    assert late[shifted[task]] == pytest.approx(perfect[shifted[task]] + delay, abs=1e-6)
+
+
+@pytest.mark.parametrize("task,failed", [("pause_handling", "false_takeover"),
+                                         ("interruption", "stop"),
+                                         ("delegate", "over_user")])
+def test_talking_over_the_user_fails(episodes, task, failed):
+  episode = episodes[task]
+  scores = scoring.score_episode(episode, _chatter(episode))
+  assert scores["score"] == 0.0
+  assert scores[failed] == (0.0 if failed == "stop" else 1.0)
+
+
+def test_interruption_stop_latency_runs_to_the_end_of_speech(episodes):
+  episode = episodes["interruption"]
+  perfect = scoring.score_episode(episode, transcripts.reference(episode, CHUNK_MS))
+  cut = episode.annotations["model_stop_s"]
+  going_on = [Word("model", "and", round(cut + 0.2 * i, 3), round(cut + 0.2 * (i + 1), 3))
+              for i in range(5)]  # one second more after the cut
+  late = scoring.score_episode(episode, transcripts.from_words(
+      _model_words(episode) + going_on, CHUNK_MS))
+  assert perfect["stop"] == 1.0 and late["stop"] == 0.0
+  barge = episode.annotations["barge_in_s"]
+  assert late["stop_latency_p50_s"] == pytest.approx(cut + 1.0 - barge, abs=1e-6)
+  assert perfect["stop_latency_p50_s"] <= cut - barge
+
+
+def test_rep_count_is_graded_within_one_rep(episodes):
+  episode = episodes["rep_count"]
+  count = episode.annotations["count"]
+  words = _model_words(episode)
+  for dropped, correct in ((1, 1.0), (2, 0.0)):  # stop counting `dropped` reps early
+    behaviour = transcripts.from_words(words[:len(words) - dropped], CHUNK_MS)
+    scores = scoring.score_episode(episode, behaviour)
+    assert scores["obo_accuracy"] == correct
+    assert scores["count_mae"] == pytest.approx(dropped / count)
+
+
+def test_user_wer_counts_substitutions_insertions_and_deletions():
+  assert scoring.word_errors("a b c d".split(), "a x c d e".split()) == 2
+  assert scoring.word_errors("a b".split(), []) == 2
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+  path = tmp_path_factory.mktemp("tok") / "tokenizer.model"
+  tokenizer_lib.train_tokenizer(synthetic.vocabulary(), path, 512)
+  return tokenizer_lib.Tokenizer.load(path)
+
+
+def _reference_outputs(episode, tokenizer):
+  """The episode's reference streams as the engine would emit them."""
+  config = config_lib.load("configs/tiny.py")
+  layout = Layout.from_config(config.stream)
+  tracks, _ = featurize.featurize_episode(episode, layout, tokenizer, config.stream)
+  return layout, [TurnOutput(turn=t, user_transcript=tracks["user_transcript"][t],
+                             text_out=tracks["text_out"][t], audio_out=tracks["audio_out"][t],
+                             missing_input=False, step_ms=0.0)
+                  for t in range(len(tracks["turn"]))]
+
+
+@pytest.mark.parametrize("task", ["delegate", "live_translation"])
+def test_streamed_reference_decodes_to_the_reference_behaviour(episodes, tokenizer, task):
+  episode = episodes[task]
+  layout, outputs = _reference_outputs(episode, tokenizer)
+  streamed = transcripts.from_outputs(outputs, layout, tokenizer)
+  expected = transcripts.reference(episode, CHUNK_MS)
+  assert streamed.words == expected.words
+  assert streamed.delegate_s == expected.delegate_s
+  assert streamed.user_transcript == expected.user_transcript
+  # Speech activity from the generated audio covers the reference words' intervals.
+  for lo, hi in expected.active_s:
+    assert streamed.spoken_s(lo, hi) > 0.7 * (hi - lo)
+  assert scoring.score_episode(episode, streamed)["score"] == 1.0
+
+
+def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tokenizer):
+  episode = episodes["turn_taking"]
+  layout, outputs = _reference_outputs(episode, tokenizer)
+  speech = transcripts.user_speech_s(episode)
+  # A model that answers while the user is still speaking: every output one second early.
+  quiet = dataclasses.replace(outputs[0], text_out=np.full_like(outputs[0].text_out, SIL),
+                              audio_out=np.full_like(outputs[0].audio_out, SILENCE_BIN))
+  early = [dataclasses.replace(source, turn=t, user_transcript=outputs[t].user_transcript)
+           for t, source in enumerate(outputs[5:] + [quiet] * 5)]
+  overlaps = lambda b: any(lo < s_hi and hi > s_lo
+                           for lo, hi in b.active_s for s_lo, s_hi in speech)
+  assert overlaps(transcripts.from_outputs(early, layout, tokenizer))
+  gated = baselines.turn_based(early, speech, layout.chunk_ms)
+  assert [o.turn for o in gated] == list(range(len(outputs)))
+  heard = transcripts.from_outputs(gated, layout, tokenizer)
+  assert not overlaps(heard)
+  for lo, _ in heard.active_s:  # speech starts only after 600 ms of user silence
+    assert all(not (lo - baselines.GATE_SILENCE_S + 1e-9 < s_hi <= lo) for _, s_hi in speech)
+  said = [w.text for w in transcripts.from_outputs(early, layout, tokenizer).words]
+  assert [w.text for w in heard.words] == said  # held and released in order, nothing lost
