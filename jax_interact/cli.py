@@ -55,10 +55,33 @@ def _parser() -> argparse.ArgumentParser:
                  help="detect the cluster (TPU pod, SLURM, MPI) and join it")
   p.set_defaults(run="jax_interact.trainer:main")
 
-  p = commands.add_parser("demo", help="the main job: generate, train tiny, inspect, summarise")
+  p = commands.add_parser("stream", help="run one streaming session and write its artifacts")
+  p.add_argument("--workdir", required=True, help="a training workdir")
+  source = p.add_mutually_exclusive_group(required=True)
+  source.add_argument("--episode", help="DIR:K, episode K of a dataset")
+  source.add_argument("--audio", help="user audio file (WAV or FLAC, any rate)")
+  p.add_argument("--video", help="video file to watch along with --audio")
+  p.add_argument("--out", required=True)
+  p.add_argument("--realtime", action="store_true", help="pace micro-turns at 200 ms")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--background", help="serve <delegate>: a trained background workdir, or "
+                 "tool:calculator, tool:clock, tool:slow")
+  p.set_defaults(run="jax_interact.inference.stream:main")
+
+  p = commands.add_parser("eval", help="score interactivity per task family; write a report")
+  p.add_argument("--workdir", required=True, help="a training workdir")
+  p.add_argument("--data", required=True, help="dataset directory")
+  p.add_argument("--out", required=True, help="directory for report.json, report.md, plots")
+  p.add_argument("--max-episodes", type=int, default=45, help="episodes of the split scored")
+  p.add_argument("--batch", type=int, default=8, help="sessions streamed together")
+  p.add_argument("--split", default="validation")
+  p.set_defaults(run="jax_interact.evaluation.command:main")
+
+  p = commands.add_parser("demo", help="the main job: generate, train tiny, evaluate, stream, summarise")
   p.add_argument("--out", default="out/demo")
   p.add_argument("--episodes", type=int, default=90)
   p.add_argument("--steps", type=int, default=300)
+  p.add_argument("--eval-episodes", type=int, default=18)
   p.set_defaults(run="jax_interact.demo:main")
 
   bench = commands.add_parser("bench", help="benchmarks writing JSON")
@@ -75,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     if name == "decode":
       p.add_argument("--batch", type=int, default=1, help="sessions stepped together")
       p.add_argument("--micro-turns", type=int, default=1000, help="steps timed")
+      p.add_argument("--background", help="also time the loop with this worker beside it "
+                     "(e.g. slow), delegating every --delegate-every micro-turns")
+      p.add_argument("--delegate-every", type=int, default=25)
   return parser
 
 

@@ -50,9 +50,11 @@ def defaults() -> ml_collections.ConfigDict:
   c.data.num_workers = 2  # Grain worker processes (0: in-process)
   c.data.prefetch = 2  # batches buffered per worker
   c.data.eval_split = "validation"
+  c.data.seq_len = 256  # background LM (model.kind "background"): tokens per training sequence
 
   # Interaction model (SPEC §4).
   c.model = ml_collections.ConfigDict()
+  c.model.kind = "interaction"  # interaction (SPEC §4) | background (the text LM of SPEC §5)
   c.model.vocab_size = 1024  # must be >= the tokenizer's size
   c.model.d_model = 512
   c.model.n_layers = 8
@@ -88,6 +90,12 @@ def defaults() -> ml_collections.ConfigDict:
   c.sample = ml_collections.ConfigDict()
   c.sample.temperature = 0.0  # 0: greedy text slots
   c.sample.top_p = 1.0  # nucleus sampling mass when temperature > 0
+
+  # Background jobs (SPEC §5): the runtime side of delegation.
+  c.background = ml_collections.ConfigDict()
+  c.background.max_new_tokens = 48  # LM worker: tokens generated per job at most
+  c.background.timeout_s = 30.0  # stream seconds after which a job is cut off with `</bg>`
+  c.background.slow_token_s = 2.0  # `tool:slow` test worker: seconds per token
 
   # Optimisation (SPEC §6).
   c.train = ml_collections.ConfigDict()
@@ -154,6 +162,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "data.batch_size": _positive,
     "data.num_workers": _non_negative,
     "data.prefetch": _positive,
+    "data.seq_len": _positive,
+    "model.kind": _one_of("interaction", "background"),
     "model.vocab_size": _positive,
     "model.d_model": _positive,
     "model.n_layers": _positive,
@@ -178,6 +188,9 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "loss.moe_aux_weight": _non_negative,
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
+    "background.max_new_tokens": _positive,
+    "background.timeout_s": _positive,
+    "background.slow_token_s": _non_negative,
     "train.steps": _positive,
     "train.lr": _positive,
     "train.warmup_steps": _non_negative,

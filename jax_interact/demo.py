@@ -1,8 +1,10 @@
 """`jax-interact demo`: the main job, end to end on whatever machine it runs on.
 
-Generates a small synthetic dataset (cached: reused when its manifest is there), trains the
-`tiny` config on it, draws one episode, and prints a table of the artifacts written. Each stage
-is the same command a user would run by hand, so the demo doubles as a tour of the CLI.
+Generates a small synthetic dataset (cached: reused when its manifest is there), draws one
+episode, trains the `tiny` config on it, evaluates it on held-out episodes against the silent
+and turn-based baselines, streams one held-out episode, and prints a table of the artifacts
+written. Each stage is the same command a user would run by hand, so the demo doubles as a
+tour of the CLI.
 """
 
 from __future__ import annotations
@@ -41,22 +43,40 @@ def main(args) -> int:
   timings["train"] = _stage("train tiny", [
       "train", "--config", str(CONFIG), "--workdir", str(workdir),
       f"--config.data.dir={data}", f"--config.train.steps={args.steps}"])
+  timings["eval"] = _stage("evaluate on held-out episodes", [
+      "eval", "--workdir", str(workdir), "--data", str(data), "--out", str(out / "eval"),
+      "--max-episodes", str(args.eval_episodes)])
+  manifest = json.loads((data / "manifest.json").read_text())
+  episode = manifest["splits"]["validation"][0]
+  timings["stream"] = _stage(f"stream held-out episode {episode}", [
+      "stream", "--workdir", str(workdir), "--episode", f"{data}:{episode}",
+      "--out", str(out / "stream")])
 
-  last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
-  first = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[0])
+  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  losses = [m["loss"] for m in metrics if "loss" in m]
+  report = json.loads((out / "eval" / "report.json").read_text())
+  latency = json.loads((out / "stream" / "latency.json").read_text())
   rows = [
-      ("dataset", data, f"{len(json.loads((data / 'manifest.json').read_text())['episodes'])}"
-                        " episodes"),
+      ("dataset", data, f"{len(manifest['episodes'])} episodes"),
       ("episode plot", out / "episode0.png", "audio, video, words, micro-turn grid"),
       ("episode slots", out / "episode0.json", "decoded slots per micro-turn"),
-      ("checkpoints", workdir / "checkpoints", f"step {last['step']}"),
-      ("metrics", workdir / "metrics.jsonl",
-       f"loss {first['loss']:.3f} -> {last['loss']:.3f}"),
+      ("checkpoints", workdir / "checkpoints", f"step {metrics[-1]['step']}"),
+      ("metrics", workdir / "metrics.jsonl", f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"),
       ("tensorboard", workdir / "tensorboard", "tensorboard --logdir there"),
+      ("eval report", out / "eval" / "report.md",
+       f"mean task score {_fmt(report['overall']['score'])} (silent "
+       f"{_fmt(report['baselines']['silent']['overall']['score'])}, turn-based "
+       f"{_fmt(report['baselines']['turn_based']['overall']['score'])})"),
+      ("stream", out / "stream", f"p50 step {latency['p50_step_ms']:.1f} ms, "
+                                 f"rtf {latency['rtf']:.3f}"),
   ]
   width = max(len(r[0]) for r in rows)
   print("\n== summary")
   for name, path, what in rows:
-    print(f"{name:<{width}}  {str(path):<48}  {what}")
+    print(f"{name:<{width}}  {str(path):<44}  {what}")
   print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
   return 0
+
+
+def _fmt(value) -> str:
+  return "n/a" if value is None else f"{value:.3f}"

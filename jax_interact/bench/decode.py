@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 import resource
+import tempfile
 import time
 
 import jax
@@ -21,9 +22,12 @@ import numpy as np
 from flax import nnx
 
 from jax_interact import config as config_lib
+from jax_interact.background import orchestrator as orchestrator_lib
+from jax_interact.background import workers
 from jax_interact.inference import engine, session
 from jax_interact.models import InteractionModel
 from jax_interact.streams.layout import random_batch
+from jax_interact.streams.tokenizer import Tokenizer, train_tokenizer
 
 
 def _rss_mb() -> float:
@@ -108,9 +112,49 @@ def measure(config, batch: int, micro_turns: int) -> dict:
   return result
 
 
+def measure_background(config, batch: int, micro_turns: int, tool: str,
+                       delegate_every: int) -> dict:
+  """p99 step time of the orchestrated loop (engine.step plus job polling) without and with a
+  background tool worker running beside it, every session delegating every `delegate_every`
+  micro-turns (a job still running is left alone)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    train_tokenizer(["what is 17 times 23", "17 times 23 is 391", "think about it slowly"] * 4,
+                    f"{tmp}/tokenizer.model", vocab_size=48)
+    tokenizer = Tokenizer.load(f"{tmp}/tokenizer.model")
+  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  engine_ = engine.Engine(model, config, batch)
+  result = {"background": tool, "delegate_every": delegate_every}
+  for label, delegating in (("without", False), ("with", True)):
+    worker = workers.tool_worker(tool, tokenizer, slow_token_s=config.background.slow_token_s)
+    orchestrator = orchestrator_lib.Orchestrator(engine_, worker, tokenizer,
+                                                 timeout_s=config.background.timeout_s)
+    rows = [orchestrator.add(f"{label}/{i}") for i in range(batch)]
+    orchestrator.step({})  # compile
+    times, jobs = [], 0
+    for t in range(micro_turns):
+      if delegating and t % delegate_every == 0:
+        jobs += sum(orchestrator.delegate(row, task="what is 17 times 23") for row in rows)
+      start = time.perf_counter()
+      orchestrator.step({})
+      times.append((time.perf_counter() - start) * 1000)
+    orchestrator.close()
+    for row in rows:
+      orchestrator.evict(row)
+    result[f"p99_step_ms_{label}_background"] = float(np.percentile(times, 99))
+    result[f"p50_step_ms_{label}_background"] = float(np.percentile(times, 50))
+    if delegating:
+      result["jobs_started"] = jobs
+  result["p99_ratio_with_over_without"] = (result["p99_step_ms_with_background"] /
+                                           result["p99_step_ms_without_background"])
+  return result
+
+
 def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = measure(config, args.batch, args.micro_turns)
+  if getattr(args, "background", None):
+    result.update(measure_background(config, args.batch, args.micro_turns,
+                                     args.background.removeprefix("tool:"), args.delegate_every))
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.with_suffix(out.suffix + ".tmp")
@@ -118,6 +162,8 @@ def main(args) -> int:
   tmp.replace(out)
   for key in ("p50_step_ms", "p99_step_ms", "rtf", "drift_last_over_first",
               "max_abs_logit_diff_vs_forward", "bitwise_equal",
-              "sessions_per_device_at_real_time"):
-    print(f"{key:>34}: {result[key]}")
+              "sessions_per_device_at_real_time", "p99_step_ms_without_background",
+              "p99_step_ms_with_background", "p99_ratio_with_over_without"):
+    if key in result:
+      print(f"{key:>34}: {result[key]}")
   return 0

@@ -3,8 +3,9 @@
 Each episode is played to the engine chunk by chunk from micro-turn 0 (its user audio, video
 frames and typed text, as `jax-interact stream` plays it). A row that finishes its episode is
 evicted and refilled with the next one, so the batch stays full. The first `<delegate>` a session
-emits starts a replay of its episode's background job (background.py), whose tokens are pushed
-into the row's background slots in the micro-turns they arrive.
+emits starts a replay of its episode's background job (background.py): the orchestrator
+(jax_interact/background/orchestrator.py) runs it with a `RecordedWorker`, whose tokens enter the
+row's background slots in the micro-turns they arrive.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Iterator
 
-import numpy as np
-
 from data_pipelines.episode import Episode
-from jax_interact.evaluation import background
+from jax_interact.background.orchestrator import Orchestrator
+from jax_interact.background.workers import RecordedWorker
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference.stream import episode_chunks
-from jax_interact.streams import timing
-from jax_interact.streams.tokenizer import DELEGATE, Tokenizer
+from jax_interact.streams.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
@@ -27,13 +26,13 @@ class _Session:
   episode: Episode
   chunks: list[engine_lib.Chunk]
   outputs: list[engine_lib.TurnOutput] = dataclasses.field(default_factory=list)
-  background: dict[int, list[int]] | None = None  # input micro-turn -> arriving tokens
 
 
 def stream_episodes(engine: engine_lib.Engine, episodes: Iterable[Episode], tokenizer: Tokenizer
                     ) -> Iterator[tuple[Episode, list[engine_lib.TurnOutput]]]:
   """Yields (episode, its outputs one per micro-turn) as sessions finish."""
   layout = engine.layout
+  orchestrator = Orchestrator(engine, None, tokenizer)
   pending = iter(episodes)
   live: dict[int, _Session] = {}
 
@@ -42,26 +41,16 @@ def stream_episodes(engine: engine_lib.Engine, episodes: Iterable[Episode], toke
       episode = next(pending, None)
       if episode is None:
         return
-      row = engine.add(f"{episode.task}/{episode.index}")
+      row = orchestrator.add(f"{episode.task}/{episode.index}", RecordedWorker(episode, tokenizer))
       live[row] = _Session(episode, episode_chunks(episode, layout, tokenizer))
 
   refill()
   while live:
-    chunks = {}
-    for row, session in live.items():
-      turn = len(session.outputs)
-      if session.background and turn in session.background:
-        engine.push_background(row, session.background.pop(turn))
-      chunks[row] = session.chunks[turn]
-    for row, out in engine.step(chunks).items():
-      session = live[row]
-      session.outputs.append(out)
-      if session.background is None and np.any(out.text_out == DELEGATE):
-        delegate_s = timing.output_window_s(out.turn, layout.chunk_ms)[0]
-        session.background = background.schedule(session.episode, delegate_s, tokenizer,
-                                                 layout.chunk_ms)
+    chunks = {row: session.chunks[len(session.outputs)] for row, session in live.items()}
+    for row, out in orchestrator.step(chunks).items():
+      live[row].outputs.append(out)
     for row in [r for r, s in live.items() if len(s.outputs) == len(s.chunks)]:
       session = live.pop(row)
-      engine.evict(row)
+      orchestrator.evict(row)
       yield session.episode, session.outputs
     refill()

@@ -1,0 +1,79 @@
+"""The background model (SPEC §5): a causal text LM on the shared transformer core.
+
+Text embedding, `Transformer` (the same core as the interaction model's temporal model, full
+causal attention) and a text unembedding. It is trained on context packages followed by the
+job's result (data_pipelines/background_data.py) with `background_loss_fn`, and decoded by the
+LM worker (jax_interact/background/lm_worker.py) against a KV cache.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from jax_interact.models.attention import KeyValues, Window
+from jax_interact.models.embeddings import TextEmbed
+from jax_interact.models.interaction import temporal_dims
+from jax_interact.models.layers import Dense, Precision
+from jax_interact.models.transformer import Transformer
+
+# Every earlier token is visible: one token per "micro-turn", a window no sequence reaches.
+CAUSAL = Window(turn_len=1, window_turns=2**30, sinks=0)
+
+
+class BackgroundModel(nnx.Module):
+  """`BackgroundModel(config, rngs=nnx.Rngs(seed))`; sizes from config.model."""
+
+  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    if jax.sharding.get_abstract_mesh().empty:
+      with nnx.use_eager_sharding(False):
+        self._build(config, rngs)
+    else:
+      self._build(config, rngs)
+
+  def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
+    m = config.model
+    self.precision = Precision.from_config(m)
+    self.text_embed = TextEmbed(m.vocab_size, m.d_model, self.precision, rngs=rngs)
+    self.moe_aux_weight = config.loss.moe_aux_weight
+    self.transformer = Transformer(temporal_dims(m), self.precision, remat=m.remat,
+                                   scan_layers=m.scan_layers, rngs=rngs)
+    self.text_head = Dense(m.d_model, m.vocab_size, ("embed", "vocab"), self.precision, rngs=rngs)
+
+  def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
+               context: KeyValues | None = None) -> tuple[jax.Array, KeyValues, jax.Array]:
+    """(logits float32 [B, T, vocab], the tokens' keys/values per layer, MoE aux loss).
+
+    Positions default to 0..T-1; with `context` (cached keys/values of earlier tokens) the new
+    tokens attend to those first, as in the interaction model's streaming step.
+    """
+    b, t = tokens_BT.shape
+    if pos_BT is None:
+      pos_BT = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    h_BTD, kv, aux_loss = self.transformer(self.text_embed(tokens_BT), pos_BT, CAUSAL, context)
+    return self.text_head(h_BTD).astype(jnp.float32), kv, aux_loss
+
+
+def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],
+                       rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(scalar loss, metrics): next-token cross-entropy where `loss_mask` marks the targets.
+
+  `batch["loss_mask"][:, i]` weighs predicting token i from tokens < i (so the context package
+  is read, never predicted, and only the result is learned). `rng` is unused (no noise).
+  """
+  del rng
+  tokens_BT = batch["tokens"]
+  logits_BTV, _, aux_loss = model(tokens_BT[:, :-1])
+  targets_BT = tokens_BT[:, 1:]
+  weights_BT = batch["loss_mask"][:, 1:].astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits_BTV, axis=-1)
+  nll_BT = -jnp.take_along_axis(log_probs, targets_BT[..., None], axis=-1)[..., 0]
+  total = jnp.maximum(jnp.sum(weights_BT), 1e-6)
+  text_loss = jnp.sum(nll_BT * weights_BT) / total
+  correct = (jnp.argmax(logits_BTV, axis=-1) == targets_BT).astype(jnp.float32)
+  loss = text_loss + model.moe_aux_weight * aux_loss
+  return loss, {"loss": loss, "text_loss": text_loss,
+                "text_accuracy": jnp.sum(correct * weights_BT) / total,
+                "tokens": jnp.asarray(tokens_BT.size, jnp.float32), "moe_aux_loss": aux_loss}
