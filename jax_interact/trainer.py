@@ -1,0 +1,272 @@
+"""The training loop (SPEC §6) and `jax-interact train`.
+
+One run lives in a workdir W: `W/config.json`, `W/checkpoints/<step>/`, `W/metrics.jsonl` and
+`W/tensorboard/`. Starting again in the same W resumes from the latest checkpoint and, given the
+same config, reproduces bit for bit the losses the uninterrupted run would have logged: batches
+come from the checkpointed Grain iterator (or are a pure function of (seed, step) when
+`config.data.dir` is empty) and the loss rng of step s is derived from (seed, s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jax_interact import config as config_lib
+from jax_interact import sharding
+from jax_interact.models import InteractionModel, counting, loss_fn
+from jax_interact.streams.layout import Layout, random_batch
+from jax_interact.training import checkpointing, distributed, optimizer
+from jax_interact.training import metrics as metrics_lib
+from jax_interact.training import steps as steps_lib
+
+Batch = dict[str, np.ndarray]
+
+# Seed streams of random batches: training and evaluation never share a batch.
+_TRAIN_DATA, _EVAL_DATA = 0, 1
+
+
+class Diverged(RuntimeError):
+  """A step produced a non-finite loss or gradient norm."""
+
+  def __init__(self, step: int, name: str, value: float, kept_step: int | None):
+    kept = f"checkpoint {kept_step} is kept" if kept_step else "no checkpoint was saved"
+    super().__init__(f"{name} is {value} at step {step}; stopped, {kept}")
+
+
+def tokens_per_step(config: ml_collections.ConfigDict) -> int:
+  """Temporal-sequence tokens in one global batch: batch * window * turn_len."""
+  layout = Layout.from_config(config.stream)
+  return config.data.batch_size * config.data.window * layout.turn_len
+
+
+def random_batches(config: ml_collections.ConfigDict, stream: int) -> Callable[[int], Batch]:
+  """index -> this process's share of a random global batch, a pure function of the seed."""
+  layout = Layout.from_config(config.stream)
+  local_batch = sharding.host_local_batch_size(config.data.batch_size)
+
+  def batch(index: int) -> Batch:
+    seed = np.random.SeedSequence([config.seed, stream, index, jax.process_index()])
+    return random_batch(layout, local_batch, config.data.window, config.model.vocab_size,
+                        config.stream.dmel_bins, seed=int(seed.generate_state(1)[0]))
+
+  return batch
+
+
+def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
+  from data_pipelines.grain_pipeline import make_iterator  # only runs that read a dataset
+  return make_iterator(config, config.data.dir, split, seed=config.seed, train=train)
+
+
+def eval_batches(config: ml_collections.ConfigDict) -> list[Batch]:
+  """The held-out batches every evaluation uses (the same ones each time)."""
+  n = config.train.eval_batches
+  if not config.data.dir:
+    return [random_batches(config, _EVAL_DATA)(i) for i in range(n)]
+  iterator = _data_iterator(config, config.data.eval_split, train=False)
+  return [next(iterator) for _ in range(n)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """The model graph, optimizer and shardings of a run on a mesh (built inside `sharding.use`)."""
+
+  config: ml_collections.ConfigDict
+  mesh: Mesh
+  graphdef: nnx.GraphDef
+  tx: optax.GradientTransformation
+  abstract_state: nnx.State
+  abstract_opt_state: object
+  state_shardings: object
+  opt_shardings: object
+
+  @classmethod
+  def create(cls, config: ml_collections.ConfigDict, mesh: Mesh) -> Program:
+    model = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(config.seed)))
+    graphdef, abstract_state = nnx.split(model)
+    tx = optimizer.make_optimizer(config.train)
+    abstract_opt_state = jax.eval_shape(tx.init, _params(abstract_state))
+    return cls(config, mesh, graphdef, tx, abstract_state, abstract_opt_state,
+               sharding.state_shardings(abstract_state, mesh),
+               sharding.state_shardings(abstract_opt_state, mesh))
+
+  def init(self) -> tuple[nnx.State, object]:
+    """Fresh model and optimizer state, created directly with their shardings."""
+    config = self.config
+    build = lambda: nnx.split(InteractionModel(config, rngs=nnx.Rngs(config.seed)))[1]
+    state = jax.jit(build, out_shardings=self.state_shardings)()
+    return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(_params(state))
+
+  def restore(self, checkpoints: checkpointing.Checkpoints, step: int, data_iterator=None):
+    """(state, opt_state) of checkpoint `step`, refusing a model of another shape."""
+    checkpoints.check_same_shapes(step, self.abstract_state)
+    return checkpoints.restore(
+        step, checkpointing.abstract_like(self.abstract_state, self.state_shardings),
+        checkpointing.abstract_like(self.abstract_opt_state, self.opt_shardings), data_iterator)
+
+  def batch_shardings(self, batch: Batch) -> dict[str, NamedSharding]:
+    return {k: sharding.batch_sharding(self.mesh, np.ndim(v)) for k, v in batch.items()}
+
+  def jit_train_step(self, batch: Batch):
+    """The jitted `train_step(state, opt_state, batch, step)`, donating both states."""
+    replicated = NamedSharding(self.mesh, P())
+    step = steps_lib.make_train_step(self.graphdef, self.tx, loss_fn, seed=self.config.seed,
+                                     grad_accum=self.config.train.grad_accum,
+                                     learning_rate=optimizer.learning_rate(self.config.train))
+    return jax.jit(step, in_shardings=(self.state_shardings, self.opt_shardings,
+                                       self.batch_shardings(batch), replicated),
+                   out_shardings=(self.state_shardings, self.opt_shardings, replicated),
+                   donate_argnums=(0, 1))
+
+  def jit_eval_step(self, batch: Batch):
+    step = steps_lib.make_eval_step(self.graphdef, loss_fn, seed=self.config.seed)
+    return jax.jit(step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
+                   out_shardings=NamedSharding(self.mesh, P()))
+
+
+def _params(state: nnx.State) -> nnx.State:
+  return nnx.split_state(state, nnx.Param, ...)[0]
+
+
+def check_batch_divides(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Raises ConfigError unless the global batch splits over micro-batches and batch shards."""
+  axes = sharding.batch_sharding(mesh, 1).spec[0]
+  axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+  divisor = config.train.grad_accum * math.prod(mesh.shape[a] for a in axes)
+  if config.data.batch_size % divisor:
+    raise config_lib.ConfigError("config.data.batch_size", f"got {config.data.batch_size}, "
+                                 f"expected a multiple of train.grad_accum * batch shards = "
+                                 f"{divisor}")
+
+
+def _write_json_atomic(path: pathlib.Path, value) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value, indent=2) + "\n")
+  os.replace(tmp, path)
+
+
+def _describe(config: ml_collections.ConfigDict, mesh: Mesh) -> str:
+  axes = ", ".join(f"{name}={size}" for name, size in mesh.shape.items())
+  return (f"config {config.name}\n{counting.describe(config)}\n"
+          f"mesh ({axes}) over {mesh.devices.size} {jax.devices()[0].device_kind} devices, "
+          f"{jax.process_count()} process(es)")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+          devices: Sequence[jax.Device] | None = None) -> int:
+  """Trains to `config.train.steps` (resuming from W/checkpoints); returns the last step.
+
+  Raises Diverged on a non-finite loss (no checkpoint is written from such a step).
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  check_batch_divides(config, mesh)
+  train_config, total_steps = config.train, config.train.steps
+  is_primary = jax.process_index() == 0
+
+  with sharding.use(mesh, sharding.rules(config)):
+    program = Program.create(config, mesh)
+    if config.data.dir:
+      data_iterator = _data_iterator(config, "train", train=True)
+      next_batch = lambda _: next(data_iterator)
+    else:
+      data_iterator = None
+      next_batch = random_batches(config, _TRAIN_DATA)
+
+    checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
+    start = checkpoints.latest_step() or 0
+    state, opt_state = (program.restore(checkpoints, start, data_iterator) if start
+                        else program.init())
+    if is_primary:
+      _write_json_atomic(workdir / "config.json", config.to_dict())
+      print(_describe(config, mesh))
+      print(f"resuming from step {start}" if start else f"starting in {workdir}", flush=True)
+    if start >= total_steps:
+      if is_primary:
+        print(f"step {start} already reaches train.steps={total_steps}: nothing to train")
+      checkpoints.close()
+      return start
+
+    first_batch = next_batch(start)
+    train_step = program.jit_train_step(first_batch)
+    eval_step = program.jit_eval_step(first_batch)
+    held_out = eval_batches(config)
+
+    tokens = tokens_per_step(config)
+    flops_per_token = counting.train_flops_per_token(config)
+    peak = metrics_lib.peak_flops_per_device(mesh.devices.flat[0])
+    peak_total = peak * mesh.devices.size if peak else None
+    log = metrics_lib.MetricsLog(workdir, first_step=start, total_steps=total_steps)
+    saved_step = start
+    pending: list[tuple[int, dict]] = []  # (step, device metrics) not yet checked on host
+
+    def check_pending() -> dict[int, dict]:
+      """Host copies of the pending metrics; raises Diverged at the first non-finite one."""
+      fetched = {step: jax.device_get(m) for step, m in pending}
+      pending.clear()
+      for step, values in sorted(fetched.items()):
+        for name in ("loss", "grad_norm"):
+          if not math.isfinite(float(values[name])):
+            raise Diverged(step, name, float(values[name]), saved_step)
+      return fetched
+
+    try:
+      timer = metrics_lib.StepTimer()
+      for index in range(start, total_steps):
+        step = index + 1  # steps completed after this update
+        batch = sharding.shard_batch(first_batch if index == start else next_batch(index), mesh)
+        state, opt_state, step_metrics = train_step(state, opt_state, batch, np.int32(index))
+        pending.append((step, step_metrics))
+        timer.step_done(step_metrics)
+        log.advance()
+
+        row = {}
+        if step % train_config.log_every_steps == 0 or step == total_steps:
+          step_time = timer.lap()
+          tokens_per_s = tokens / step_time
+          row.update(check_pending()[step], step=step, step_time_s=step_time,
+                     tokens_per_s=tokens_per_s,
+                     mfu=metrics_lib.mfu(flops_per_token * tokens_per_s, peak_total))
+        with timer.paused():
+          if held_out and (step % train_config.eval_every_steps == 0 or step == total_steps):
+            results = [jax.device_get(eval_step(state, sharding.shard_batch(b, mesh)))
+                       for b in held_out]
+            row.update({f"eval_{k}": np.mean([r[k] for r in results]) for k in results[0]},
+                       step=step)
+          if row:
+            log.write(row)
+          if step % config.checkpoint.every_steps == 0 or step == total_steps:
+            check_pending()
+            checkpoints.save(step, state, opt_state, config, data_iterator)
+            saved_step = step
+    finally:
+      log.close()
+      checkpoints.close()
+  return total_steps
+
+
+def main(args: argparse.Namespace) -> int:
+  """`jax-interact train --config C --workdir W [--config.key=value ...]`."""
+  distributed.initialize(args)
+  config = config_lib.load(args.config, args.overrides)
+  try:
+    train(config, args.workdir)
+  except Diverged as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0

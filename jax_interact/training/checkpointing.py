@@ -1,0 +1,99 @@
+"""Orbax checkpoints of one run: model state, optimizer state, data iterator and config.
+
+`W/checkpoints/<step>/` holds the items `state`, `opt_state`, `config` and, when training reads
+a dataset, `data` (the Grain iterator state, one file per process). Orbax writes each step to a
+temporary directory and renames it when complete, so a killed run never leaves a half-written
+checkpoint behind; restarting in the same workdir resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from jax_interact.errors import InputError
+
+
+def abstract_like(tree, shardings) -> Any:
+  """ShapeDtypeStructs carrying `shardings`: the restore target of `tree`."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def _restore_args(abstract) -> ocp.args.PyTreeRestore:
+  return ocp.args.PyTreeRestore(abstract, ocp.checkpoint_utils.construct_restore_args(abstract))
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  """{"a/b/value": shape} for every array of a state or of its saved metadata."""
+  def name(key):
+    return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _array_registry() -> ocp.type_handlers.TypeHandlerRegistry:
+  """Array handling for our items. Replica-parallel saving (each replica writes a slice) pays off
+  on TPU pods; elsewhere its many small slicing programs make a save of replicated weights on
+  CPU take seconds, so it is used on TPU only."""
+  handler = ocp.type_handlers.ArrayHandler(use_replica_parallel=jax.default_backend() == "tpu")
+  return ocp.type_handlers.create_type_handler_registry((jax.Array, handler))
+
+
+class Checkpoints:
+  """The checkpoints directory of a workdir."""
+
+  def __init__(self, workdir: pathlib.Path, checkpoint_config):
+    self.directory = workdir / "checkpoints"
+    arrays = ocp.PyTreeCheckpointHandler(type_handler_registry=_array_registry())
+    self.manager = ocp.CheckpointManager(
+        self.directory.absolute(),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=checkpoint_config.max_to_keep,
+            enable_async_checkpointing=checkpoint_config.async_save,
+            cleanup_tmp_directories=True,
+        ),
+        item_handlers={"state": arrays, "opt_state": arrays,
+                       "config": ocp.JsonCheckpointHandler(),
+                       "data": grain.checkpoint.CheckpointHandler()})
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def check_same_shapes(self, step: int, abstract_state) -> None:
+    """Raises InputError when the saved model differs in shape from the configured one."""
+    saved = _shapes(self.manager.item_metadata(step)["state"].tree)
+    wanted = _shapes(abstract_state)
+    for name in sorted(saved.keys() | wanted.keys()):
+      if saved.get(name) != wanted.get(name):
+        raise InputError(str(self.directory / str(step)),
+                         f"holds a model of another shape ({name}: saved {saved.get(name)}, "
+                         f"config gives {wanted.get(name)}); use a new --workdir")
+
+  def save(self, step: int, state, opt_state, config: ml_collections.ConfigDict,
+           data_iterator=None) -> None:
+    items = {"state": ocp.args.PyTreeSave(state), "opt_state": ocp.args.PyTreeSave(opt_state),
+             "config": ocp.args.JsonSave(config.to_dict())}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    self.manager.save(step, args=ocp.args.Composite(**items))
+
+  def restore(self, step: int, abstract_state, abstract_opt_state, data_iterator=None):
+    """(state, opt_state) placed with the shardings of the abstract targets; the data iterator
+    (when given) is moved to its saved position in place."""
+    items = {"state": _restore_args(abstract_state),
+             "opt_state": _restore_args(abstract_opt_state)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], restored["opt_state"]
+
+  def close(self) -> None:
+    """Waits for pending asynchronous saves, then releases the manager."""
+    self.manager.wait_until_finished()
+    self.manager.close()
