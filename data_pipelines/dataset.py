@@ -32,7 +32,7 @@ from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout
 
 MANIFEST = "manifest.json"
-TOKENIZER = "tokenizer.model"
+TOKENIZER = tokenizer_lib.FILENAME
 TFDS_DIR = "tfds"
 VALIDATION_EVERY = 10  # every 10th episode is held out (at least one; see `_SplitWriter`)
 

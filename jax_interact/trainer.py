@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -27,8 +28,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_interact import config as config_lib
-from jax_interact import sharding
-from jax_interact.models import InteractionModel, counting, loss_fn
+from jax_interact import models, sharding
+from jax_interact.models import counting
+from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import Layout, random_batch
 from jax_interact.training import checkpointing, distributed, optimizer
 from jax_interact.training import metrics as metrics_lib
@@ -49,7 +51,9 @@ class Diverged(RuntimeError):
 
 
 def tokens_per_step(config: ml_collections.ConfigDict) -> int:
-  """Temporal-sequence tokens in one global batch: batch * window * turn_len."""
+  """Sequence tokens in one global batch: batch * window * turn_len (background: * seq_len)."""
+  if config.model.kind == "background":
+    return config.data.batch_size * config.data.seq_len
   layout = Layout.from_config(config.stream)
   return config.data.batch_size * config.data.window * layout.turn_len
 
@@ -60,15 +64,24 @@ def random_batches(config: ml_collections.ConfigDict, stream: int) -> Callable[[
   local_batch = sharding.host_local_batch_size(config.data.batch_size)
 
   def batch(index: int) -> Batch:
-    seed = np.random.SeedSequence([config.seed, stream, index, jax.process_index()])
+    seed = int(np.random.SeedSequence([config.seed, stream, index, jax.process_index()])
+               .generate_state(1)[0])
+    if config.model.kind == "background":
+      tokens = np.random.default_rng(seed).integers(
+          0, config.model.vocab_size, (local_batch, config.data.seq_len), dtype=np.int32)
+      return {"tokens": tokens, "loss_mask": np.ones(tokens.shape, np.float32)}
     return random_batch(layout, local_batch, config.data.window, config.model.vocab_size,
-                        config.stream.dmel_bins, seed=int(seed.generate_state(1)[0]))
+                        config.stream.dmel_bins, seed=seed)
 
   return batch
 
 
 def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
-  from data_pipelines.grain_pipeline import make_iterator  # only runs that read a dataset
+  # Imported only by runs that read a dataset.
+  if config.model.kind == "background":
+    from data_pipelines.background_data import make_iterator
+  else:
+    from data_pipelines.grain_pipeline import make_iterator
   return make_iterator(config, config.data.dir, split, seed=config.seed, train=train)
 
 
@@ -96,7 +109,7 @@ class Program:
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict, mesh: Mesh) -> Program:
-    model = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(config.seed)))
+    model = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(config.seed)))
     graphdef, abstract_state = nnx.split(model)
     tx = optimizer.make_optimizer(config.train)
     abstract_opt_state = jax.eval_shape(tx.init, _params(abstract_state))
@@ -107,7 +120,7 @@ class Program:
   def init(self) -> tuple[nnx.State, object]:
     """Fresh model and optimizer state, created directly with their shardings."""
     config = self.config
-    build = lambda: nnx.split(InteractionModel(config, rngs=nnx.Rngs(config.seed)))[1]
+    build = lambda: nnx.split(models.build(config, nnx.Rngs(config.seed)))[1]
     state = jax.jit(build, out_shardings=self.state_shardings)()
     return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(_params(state))
 
@@ -124,7 +137,8 @@ class Program:
   def jit_train_step(self, batch: Batch):
     """The jitted `train_step(state, opt_state, batch, step)`, donating both states."""
     replicated = NamedSharding(self.mesh, P())
-    step = steps_lib.make_train_step(self.graphdef, self.tx, loss_fn, seed=self.config.seed,
+    step = steps_lib.make_train_step(self.graphdef, self.tx, models.loss_for(self.config),
+                                     seed=self.config.seed,
                                      grad_accum=self.config.train.grad_accum,
                                      learning_rate=optimizer.learning_rate(self.config.train))
     return jax.jit(step, in_shardings=(self.state_shardings, self.opt_shardings,
@@ -133,7 +147,8 @@ class Program:
                    donate_argnums=(0, 1))
 
   def jit_eval_step(self, batch: Batch):
-    step = steps_lib.make_eval_step(self.graphdef, loss_fn, seed=self.config.seed)
+    step = steps_lib.make_eval_step(self.graphdef, models.loss_for(self.config),
+                                    seed=self.config.seed)
     return jax.jit(step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
                    out_shardings=NamedSharding(self.mesh, P()))
 
@@ -157,6 +172,17 @@ def _write_json_atomic(path: pathlib.Path, value) -> None:
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_text(json.dumps(value, indent=2) + "\n")
   os.replace(tmp, path)
+
+
+def _keep_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Copies the dataset's tokenizer into the workdir, so a trained run serves on its own."""
+  if not config.data.dir:
+    return
+  source = pathlib.Path(config.data.dir) / tokenizer.FILENAME
+  if source.is_file():
+    tmp = workdir / (tokenizer.FILENAME + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, workdir / tokenizer.FILENAME)
 
 
 def _describe(config: ml_collections.ConfigDict, mesh: Mesh) -> str:
@@ -194,6 +220,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                         else program.init())
     if is_primary:
       _write_json_atomic(workdir / "config.json", config.to_dict())
+      _keep_tokenizer(config, workdir)
       print(_describe(config, mesh))
       print(f"resuming from step {start}" if start else f"starting in {workdir}", flush=True)
     if start >= total_steps:

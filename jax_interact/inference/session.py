@@ -155,7 +155,7 @@ def _temporal(model: InteractionModel, state: SessionState,
   pos_BT = jnp.where(pos_BT < 0, -1, pos_BT)  # no previous output segment at t = 0
 
   context = KeyValues(state.k_LBCKH, state.v_LBCKH, state.pos_BC)
-  h_BTD, new_kv, _ = model.temporal(x_BTD, pos_BT, window, context)
+  h_BTD, new_kv, _ = model.temporal(x_BTD, pos_BT, window, context, unroll=True)
 
   ring = window.window_turns * window.turn_len
   slots_BT = _ring_slots(pos_BT, window.sinks, ring)

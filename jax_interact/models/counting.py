@@ -1,4 +1,4 @@
-"""Parameter and FLOP counts of an InteractionModel config, without allocating parameters.
+"""Parameter and FLOP counts of a model config, without allocating parameters.
 
 `param_count` sums the parameters of the abstract model (`nnx.eval_shape`).
 
@@ -17,6 +17,9 @@ decoder blocks K = output_len (it runs only over output slots); local input proj
 K - 1; text head K_ut + K_to; flow head K_ao (one velocity evaluation per audio slot); hMLP
 stages (P/4)^2, (P/8)^2 and 1 per video patch; time projection 1. Table lookups (text, dMel bag,
 kind, position embeddings) count zero FLOPs, as embeddings do in LLM FLOP counts.
+
+A background LM (model.kind "background") counts as LLMs do: 6 x (matmul parameters) plus
+causal attention, 6 * n_layers * n_heads * head_dim * seq_len per token.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import ml_collections
 from flax import nnx
 
 from jax_interact.models.attention import attention_mask
-from jax_interact.models.interaction import InteractionModel, local_dims
+from jax_interact import models
+from jax_interact.models.interaction import local_dims
 from jax_interact.streams.layout import TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
 def _abstract_params(config: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], tuple]]:
   with nnx.use_eager_sharding(False):
-    model = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
   flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
   return [(tuple(str(k) for k in path), tuple(var.shape)) for path, var in flat]
 
@@ -93,12 +97,22 @@ def forward_flops_per_turn(config: ml_collections.ConfigDict) -> float:
 
 def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
   """Training (forward + backward) model FLOPs per temporal token; see the module docstring."""
+  if config.model.kind == "background":
+    m = config.model
+    matmul = sum(np.prod(shape) for path, shape in _abstract_params(config) if _is_matmul(path))
+    return 6.0 * matmul + 6.0 * m.n_layers * m.n_heads * m.head_dim * config.data.seq_len
   layout = Layout.from_config(config.stream)
   return 3.0 * forward_flops_per_turn(config) / layout.turn_len
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
   """A few lines on the model: sizes, parameters per part, FLOPs, stream rate."""
+  m = config.model
+  if m.kind == "background":
+    return (f"background LM {config.name}: {param_count(config) / 1e6:.2f}M parameters, "
+            f"{m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads ({m.n_kv_heads} kv), "
+            f"sequences of {config.data.seq_len}; training FLOPs "
+            f"{train_flops_per_token(config) / 1e6:.1f}M per token")
   layout = Layout.from_config(config.stream)
   m = config.model
   parts = param_counts_by_part(config)

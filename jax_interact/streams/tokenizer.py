@@ -16,6 +16,7 @@ import sentencepiece as spm
 
 from jax_interact.errors import InputError
 
+FILENAME = "tokenizer.model"  # its name in a dataset dir and in a training workdir
 PAD, UNK, BOS, EOS, SIL, DELEGATE, BG, BG_END = range(8)
 SPECIAL_PIECES = ("<pad>", "<unk>", "<bos>", "<eos>", "<sil>", "<delegate>", "<bg>", "</bg>")
 # Specials meaning "nothing here": left out of decoded text even when specials are shown.

@@ -93,6 +93,12 @@ class Checkpoints:
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], restored["opt_state"]
 
+  def restore_model_state(self, step: int, abstract_state):
+    """The model state of checkpoint `step` alone (serving: no optimizer, no data iterator)."""
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(state=_restore_args(abstract_state)))
+    return restored["state"]
+
   def close(self) -> None:
     """Waits for pending asynchronous saves, then releases the manager."""
     self.manager.wait_until_finished()

@@ -1,0 +1,192 @@
+"""`jax-interact stream`: one streaming session over a recorded episode or audio/video files.
+
+Writes, into OUT: `out.wav` (the model's voice, vocoded per micro-turn and placed on the wall
+clock: the output of micro-turn t plays during [(t+1)T, (t+2)T)), `transcript.json` (every
+generated token with its micro-turn, wall time, slot kind and text), `timeline.png` (input and
+output audio with both transcripts on one time axis) and `latency.json` (step-time percentiles
+and the real-time factor). Everything is written to a temporary folder renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import tempfile
+
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jax_interact import vocoder  # noqa: E402
+from jax_interact.errors import InputError  # noqa: E402
+from jax_interact.inference import engine as engine_lib, trained as trained_lib  # noqa: E402
+from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
+from jax_interact.streams.layout import Layout, SlotKind  # noqa: E402
+from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES, Tokenizer  # noqa: E402
+
+
+def episode_chunks(episode, layout: Layout, tokenizer: Tokenizer) -> list[engine_lib.Chunk]:
+  """The live input of a recorded episode, one Chunk per micro-turn."""
+  user = audio_lib.from_int16(episode.user_audio)
+  n_turns = episode.num_turns(layout.chunk_ms)
+  typed = {}
+  for event in episode.typed_text():
+    typed.setdefault(timing.input_turn(event["time_s"], layout.chunk_ms), []).extend(
+        tokenizer.encode(event["text"]))
+  return _chunks(user, episode.video, episode.video_times_s, n_turns, layout, typed)
+
+
+def file_chunks(audio_path: str, video_path: str | None, layout: Layout) -> list[engine_lib.Chunk]:
+  """The live input of an audio file (any rate or channels: mixed to 16 kHz mono) and video."""
+  samples, rate = audio_lib.load_audio(audio_path)
+  user = audio_lib.to_mono_16k(samples, rate)
+  n_turns = -(-len(user) // layout.chunk_samples)
+  frames, times = (read_video(video_path) if video_path
+                   else (np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.float32)))
+  return _chunks(user, frames, times, n_turns, layout, {})
+
+
+def _chunks(user: np.ndarray, frames: np.ndarray, times: np.ndarray, n_turns: int, layout: Layout,
+            typed: dict[int, list[int]]) -> list[engine_lib.Chunk]:
+  audio_TS = audio_lib.chunk(user, layout)
+  index, present = video.frame_indices(times, n_turns, layout.chunk_ms)
+  return [engine_lib.Chunk(audio=audio_TS[t], frame=frames[index[t]] if present[t] else None,
+                           text_ids=tuple(typed.get(t, ())))
+          for t in range(n_turns)]
+
+
+def read_video(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 [F, H, W, 3], float32 [F] seconds) of a video file, via PyAV (the `video` extra)."""
+  try:
+    import av
+  except ImportError:
+    raise InputError("--video", "reading video needs PyAV: pip install 'jax_interact[video]'") \
+        from None
+  try:
+    with av.open(path) as container:
+      decoded = [(f.to_ndarray(format="rgb24"), float(f.time or 0.0))
+                 for f in container.decode(video=0)]
+  except (av.error.FFmpegError, OSError, ValueError) as e:
+    raise InputError(path, f"not a readable video file ({e})") from None
+  if not decoded:
+    raise InputError(path, "holds no video frames")
+  return np.stack([f for f, _ in decoded]), np.array([t for _, t in decoded], np.float32)
+
+
+def transcript(outputs: list[engine_lib.TurnOutput], layout: Layout,
+               tokenizer: Tokenizer) -> list[dict]:
+  """Every generated text token other than `<sil>`/`<pad>`, in generation order."""
+  rows = []
+  for out in outputs:
+    start_s, _ = timing.output_window_s(out.turn, layout.chunk_ms)
+    for kind, ids in ((SlotKind.USER_TRANSCRIPT, out.user_transcript),
+                      (SlotKind.TEXT_OUT, out.text_out)):
+      for slot, token in enumerate(int(i) for i in ids):
+        if token == SIL or token == 0:
+          continue
+        special = token < len(SPECIAL_PIECES)
+        rows.append({"micro_turn": out.turn, "wall_time_s": round(start_s, 3),
+                     "slot_kind": kind.name.lower(), "slot": slot, "id": token,
+                     "text": SPECIAL_PIECES[token] if special else tokenizer.piece(token),
+                     "missing_input": out.missing_input})
+  return rows
+
+
+def model_voice(outputs: list[engine_lib.TurnOutput], spec: dmel.DMelSpec,
+                layout: Layout) -> np.ndarray:
+  """float32 waveform of the model's audio slots, placed on the wall clock."""
+  state = vocoder.init_stream(spec)
+  pieces = [np.zeros(layout.chunk_samples, np.float32)]  # nothing is said during [0, T)
+  for out in outputs:
+    log_mel_FM = dmel.dequantize(out.audio_out.reshape(-1, spec.n_mels), spec)
+    state, samples = vocoder.vocode_chunk(state, jnp.asarray(log_mel_FM), spec)
+    pieces.append(np.asarray(samples))
+  pieces.append(np.asarray(vocoder.flush(state)))
+  wave = np.concatenate(pieces)
+  return np.clip(wave, -1.0, 1.0)
+
+
+def draw_timeline(user: np.ndarray, voice: np.ndarray, tokens: list[dict],
+                  chunk_ms: int) -> plt.Figure:
+  rate = 16000
+  duration = max(len(user), len(voice)) / rate
+  fig, axes = plt.subplots(2, 1, figsize=(max(8.0, duration * 1.2), 4.5), sharex=True)
+  for ax, wave, label, colour, kind in ((axes[0], user, "user (input)", "tab:blue",
+                                         "user_transcript"),
+                                        (axes[1], voice, "model (output)", "tab:orange",
+                                         "text_out")):
+    ax.plot(np.arange(len(wave)) / rate, wave, color=colour, linewidth=0.4)
+    ax.set_ylabel(label)
+    ax.set_ylim(-1.05, 1.05)
+    for i, token in enumerate(t for t in tokens if t["slot_kind"] == kind):
+      ax.text(token["wall_time_s"], 0.85 - 0.2 * (i % 4), token["text"], fontsize=7,
+              color="black")
+    for t in np.arange(0, duration, chunk_ms / 1000):
+      ax.axvline(t, color="0.9", linewidth=0.4, zorder=0)
+  axes[1].set_xlabel("wall time (s)")
+  axes[0].set_title("stream: user transcript tokens above, model text below")
+  fig.tight_layout()
+  return fig
+
+
+def main(args) -> int:
+  run = trained_lib.load(args.workdir)
+  layout = Layout.from_config(run.config.stream)
+  if args.episode:
+    from data_pipelines.dataset import episode_by_index
+    data_dir, _, index = args.episode.rpartition(":")
+    if not data_dir or not index.isdigit():
+      raise InputError("--episode", f"got {args.episode!r}, expected DIR:K")
+    episode = episode_by_index(data_dir, int(index))
+    chunks = episode_chunks(episode, layout, run.tokenizer)
+    user = audio_lib.from_int16(episode.user_audio)
+  else:
+    chunks = file_chunks(args.audio, args.video, layout)
+    user = np.concatenate([c.audio for c in chunks])
+
+  engine = engine_lib.Engine(run.model, run.config, batch_size=1, seed=args.seed)
+  runner = engine
+  if getattr(args, "background", None):
+    from jax_interact.background import orchestrator
+    worker = orchestrator.open_worker(args.background, run.tokenizer, run.config.background)
+    runner = orchestrator.Orchestrator(engine, worker, run.tokenizer,
+                                       timeout_s=run.config.background.timeout_s)
+  row = runner.add("stream")
+  try:
+    history = engine_lib.run(runner, {row: chunks}, realtime=args.realtime)
+  finally:
+    if runner is not engine:
+      runner.close()
+  background_events = runner.events(row) if runner is not engine else []
+  outputs = [turn[row] for turn in history]
+  latency = engine_lib.latency_summary([o.step_ms for o in outputs[1:]] or [outputs[0].step_ms],
+                                       layout.chunk_ms)
+  tokens = transcript(outputs, layout, run.tokenizer)
+  voice = model_voice(outputs, dmel.DMelSpec.from_config(run.config.stream), layout)
+
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+  try:
+    audio_lib.write_audio(tmp / "out.wav", voice, 16000)
+    (tmp / "transcript.json").write_text(json.dumps(
+        {"chunk_ms": layout.chunk_ms, "checkpoint_step": run.step, "tokens": tokens,
+         "background": background_events}, indent=1))
+    (tmp / "latency.json").write_text(json.dumps(latency, indent=2))
+    fig = draw_timeline(user, voice, tokens, layout.chunk_ms)
+    fig.savefig(tmp / "timeline.png", dpi=110)
+    plt.close(fig)
+    if out.exists():
+      shutil.rmtree(out)
+    tmp.rename(out)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  spoken = " ".join(t["text"] for t in tokens if t["slot_kind"] == "text_out")
+  print(f"{len(outputs)} micro-turns, p50 step {latency['p50_step_ms']:.1f} ms "
+        f"(rtf {latency['rtf']:.3f}); model said: {spoken[:200]!r}\nwrote {out}")
+  return 0
