@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import os
 
-import absl.flags
 import grain
 import jax
 import ml_collections
 import numpy as np
 
 from data_pipelines import dataset
+from data_pipelines import grain_pipeline
 from data_pipelines.grain_pipeline import DataIterator, host_batch_size
 from jax_interact.background import transcript as transcript_lib
 from jax_interact.errors import InputError
@@ -103,14 +103,9 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
     source = source.shuffle(seed)
   sequences = source.repeat(None).map(ToSequence(str(data_dir), config.stream.chunk_ms,
                                                  config.data.seq_len))
-  iterable = sequences.batch(batch_size, drop_remainder=True).to_iter_dataset(
+  batches = sequences.batch(batch_size, drop_remainder=True).to_iter_dataset(
       grain.ReadOptions(num_threads=2, prefetch_buffer_size=config.data.prefetch))
-  if config.data.num_workers > 0:
-    if not absl.flags.FLAGS.is_parsed():  # Grain reads flags in its workers
-      absl.flags.FLAGS.mark_as_parsed()
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch))
-  return iterable
+  return grain_pipeline.prefetched(batches, config)
 
 
 def make_iterator(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, split: str,

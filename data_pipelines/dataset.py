@@ -18,7 +18,6 @@ import os
 import pathlib
 import pickle
 import shutil
-import tempfile
 from typing import Any, Iterable, Iterator
 
 import ml_collections
@@ -26,7 +25,7 @@ import ml_collections
 from data_pipelines import featurize
 from data_pipelines import tfds_builder
 from data_pipelines.episode import Episode
-from jax_interact import config as config_lib
+from jax_interact import atomic, config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout
@@ -47,9 +46,7 @@ def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
   """
   out = pathlib.Path(out_dir)
   check_replaceable(out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-  try:
+  with atomic.directory(out) as tmp:
     writer = _SplitWriter(episodes, tmp / "stash", where=str(out))
     dataset_dir = tfds_builder.build(tmp / TFDS_DIR, writer.examples)
     shutil.rmtree(tmp / "stash", ignore_errors=True)
@@ -65,11 +62,6 @@ def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
         "stats": _statistics(writer, _open_source(dataset_dir), tokenizer, stream_config),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
-    _replace(tmp, out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return manifest
 
 
@@ -193,17 +185,6 @@ def check_replaceable(out: pathlib.Path) -> None:
     return
   if not out.is_dir() or (not (out / MANIFEST).is_file() and any(out.iterdir())):
     raise InputError(str(out), "exists and is not a dataset directory; refusing to replace it")
-
-
-def _replace(tmp: pathlib.Path, out: pathlib.Path) -> None:
-  """Renames `tmp` to `out`; an existing `out` is moved aside first and removed after."""
-  if not out.exists():
-    os.rename(tmp, out)
-    return
-  old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-  os.rename(out, old / out.name)
-  os.rename(tmp, out)
-  shutil.rmtree(old, ignore_errors=True)
 
 
 class EpisodeSource:

@@ -105,13 +105,18 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   batches = windows.batch(batch_size, drop_remainder=True)
   # Threads overlap featurization of the windows of a batch (numpy releases the GIL).
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=config.data.prefetch)
-  iterable = batches.to_iter_dataset(read)
-  if config.data.num_workers > 0:
-    if not absl.flags.FLAGS.is_parsed():  # Grain reads flags in its workers
-      absl.flags.FLAGS.mark_as_parsed()
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch))
-  return iterable
+  return prefetched(batches.to_iter_dataset(read), config)
+
+
+def prefetched(iterable: grain.IterDataset,
+               config: ml_collections.ConfigDict) -> grain.IterDataset:
+  """`iterable` read ahead by config.data.num_workers worker processes (none: as it is)."""
+  if config.data.num_workers == 0:
+    return iterable
+  if not absl.flags.FLAGS.is_parsed():  # Grain reads flags in its workers
+    absl.flags.FLAGS.mark_as_parsed()
+  return iterable.mp_prefetch(grain.MultiprocessingOptions(
+      num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch))
 
 
 class DataIterator(grain.DatasetIterator):

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 from test_trainer import REPO, SMALL, TINY, read_metrics
 
@@ -11,7 +12,7 @@ def test_two_processes_train_checkpoint_and_restore(tmp_path):
   # No persistent compilation cache: only process 0 writes it, so the processes would mix cached
   # and freshly compiled executables (a run doing that stalled once here, cause not established).
   env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-  env.update(DEVICES_PER_PROCESS="4", JAX_INTERACT="python -m jax_interact.cli")
+  env.update(DEVICES_PER_PROCESS="4", JAX_INTERACT=f"{sys.executable} -m jax_interact.cli")
   command = [str(REPO / "launch" / "local_multiprocess.sh"), "2", "train", "--config", TINY,
              "--workdir", str(workdir), *(f"--config.{o}" for o in SMALL),
              "--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.mesh.tensor=1",

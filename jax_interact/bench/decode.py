@@ -149,21 +149,27 @@ def measure_background(config, batch: int, micro_turns: int, tool: str,
   return result
 
 
+HEADLINE = ("batch", "p50_step_ms", "p99_step_ms", "rtf", "drift_last_over_first",
+            "rss_mb_start", "rss_mb_end", "max_abs_logit_diff_vs_forward", "bitwise_equal",
+            "sessions_per_device_at_real_time", "bandwidth_bound_ms", "p50_over_bandwidth_bound",
+            "p99_step_ms_without_background", "p99_step_ms_with_background",
+            "p99_ratio_with_over_without")
+
+
 def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = measure(config, args.batch, args.micro_turns)
   if getattr(args, "background", None):
     result.update(measure_background(config, args.batch, args.micro_turns,
                                      args.background.removeprefix("tool:"), args.delegate_every))
+  result["benchmark"] = "decode"
+  result["headline"] = {key: round(result[key], 4) if isinstance(result[key], float)
+                        else result[key] for key in HEADLINE if key in result}
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.with_suffix(out.suffix + ".tmp")
   tmp.write_text(json.dumps(result, indent=2))
   tmp.replace(out)
-  for key in ("p50_step_ms", "p99_step_ms", "rtf", "drift_last_over_first",
-              "max_abs_logit_diff_vs_forward", "bitwise_equal",
-              "sessions_per_device_at_real_time", "p99_step_ms_without_background",
-              "p99_step_ms_with_background", "p99_ratio_with_over_without"):
-    if key in result:
-      print(f"{key:>34}: {result[key]}")
+  for key, value in result["headline"].items():
+    print(f"{key:>34}: {value}")
   return 0

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import matplotlib
@@ -27,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jax_interact import atomic  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
 from jax_interact.evaluation import scoring  # noqa: E402
 from jax_interact.evaluation.baselines import BASELINES  # noqa: E402
@@ -141,20 +140,11 @@ def check_writable(out: pathlib.Path) -> None:
 def write(report: dict[str, Any], results: Results, out: str | os.PathLike) -> pathlib.Path:
   out = pathlib.Path(out)
   check_writable(out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-  try:
+  with atomic.directory(out) as tmp:
     (tmp / "report.json").write_text(json.dumps(report, indent=1))
     (tmp / "report.md").write_text(markdown(report))
     figures = {"scores.png": plot_scores(report), "latency.png": plot_latencies(results)}
     for name, fig in figures.items():
       fig.savefig(tmp / name, dpi=100)
       plt.close(fig)
-    os.chmod(tmp, 0o755)
-    if out.exists():
-      shutil.rmtree(out)
-    tmp.rename(out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out

@@ -23,7 +23,7 @@ import numpy as np
 from jax_interact.errors import InputError
 from jax_interact.inference import session
 from jax_interact.models.interaction import InteractionModel
-from jax_interact.streams import dmel, tokenizer, video
+from jax_interact.streams import dmel, video
 from jax_interact.streams.layout import SlotKind
 
 

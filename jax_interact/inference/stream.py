@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
-import tempfile
 
 import jax.numpy as jnp
 import matplotlib
@@ -21,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_interact import vocoder  # noqa: E402
+from jax_interact import atomic, vocoder  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
 from jax_interact.inference import engine as engine_lib, trained as trained_lib  # noqa: E402
 from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
@@ -169,9 +167,7 @@ def main(args) -> int:
   voice = model_voice(outputs, dmel.DMelSpec.from_config(run.config.stream), layout)
 
   out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-  try:
+  with atomic.directory(out) as tmp:
     audio_lib.write_audio(tmp / "out.wav", voice, 16000)
     (tmp / "transcript.json").write_text(json.dumps(
         {"chunk_ms": layout.chunk_ms, "checkpoint_step": run.step, "tokens": tokens,
@@ -180,12 +176,6 @@ def main(args) -> int:
     fig = draw_timeline(user, voice, tokens, layout.chunk_ms)
     fig.savefig(tmp / "timeline.png", dpi=110)
     plt.close(fig)
-    if out.exists():
-      shutil.rmtree(out)
-    tmp.rename(out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   spoken = " ".join(t["text"] for t in tokens if t["slot_kind"] == "text_out")
   print(f"{len(outputs)} micro-turns, p50 step {latency['p50_step_ms']:.1f} ms "
         f"(rtf {latency['rtf']:.3f}); model said: {spoken[:200]!r}\nwrote {out}")

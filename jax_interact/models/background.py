@@ -16,7 +16,7 @@ from flax import nnx
 from jax_interact.models.attention import KeyValues, Window
 from jax_interact.models.embeddings import TextEmbed
 from jax_interact.models.interaction import temporal_dims
-from jax_interact.models.layers import Dense, Precision
+from jax_interact.models.layers import Dense, Precision, placement
 from jax_interact.models.transformer import Transformer
 
 # Every earlier token is visible: one token per "micro-turn", a window no sequence reaches.
@@ -27,10 +27,7 @@ class BackgroundModel(nnx.Module):
   """`BackgroundModel(config, rngs=nnx.Rngs(seed))`; sizes from config.model."""
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
-    if jax.sharding.get_abstract_mesh().empty:
-      with nnx.use_eager_sharding(False):
-        self._build(config, rngs)
-    else:
+    with placement():
       self._build(config, rngs)
 
   def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:

@@ -26,7 +26,7 @@ from jax_interact.models.attention import Window
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
 from jax_interact.models.flow import FlowHead, unit_to_bins
-from jax_interact.models.layers import Dense, Precision, param
+from jax_interact.models.layers import Dense, Precision, param, placement
 from jax_interact.models.losses import LossWeights
 from jax_interact.models.transformer import Dims, Transformer
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
@@ -58,10 +58,7 @@ class InteractionModel(nnx.Module):
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
-    if jax.sharding.get_abstract_mesh().empty:
-      with nnx.use_eager_sharding(False):
-        self._build(config, rngs)
-    else:
+    with placement():
       self._build(config, rngs)
 
   def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:

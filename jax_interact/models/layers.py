@@ -7,6 +7,7 @@ where they are used; norms and the router softmax run in float32.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Sequence
@@ -28,6 +29,14 @@ class Precision:
   @classmethod
   def from_config(cls, model_config) -> "Precision":
     return cls(dtype=jnp.dtype(model_config.dtype), param_dtype=jnp.dtype(model_config.param_dtype))
+
+
+def placement():
+  """Context to build a model in: inside a mesh (`sharding.use`) parameters are sharded by their
+  logical names; without one, flax's eager sharding is turned off so they are placed unsharded."""
+  if jax.sharding.get_abstract_mesh().empty:
+    return nnx.use_eager_sharding(False)
+  return contextlib.nullcontext()
 
 
 def param(rngs: nnx.Rngs, shape: Sequence[int], names: Sequence[str | None], precision: Precision,
