@@ -163,7 +163,7 @@ def main(args) -> int:
     result.update(measure_background(config, args.batch, args.micro_turns,
                                      args.background.removeprefix("tool:"), args.delegate_every))
   result["benchmark"] = "decode"
-  result["headline"] = {key: round(result[key], 4) if isinstance(result[key], float)
+  result["headline"] = {key: float(f"{result[key]:.4g}") if isinstance(result[key], float)
                         else result[key] for key in HEADLINE if key in result}
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
