@@ -11,8 +11,9 @@ PRNG key per session. Its size is fixed when the session starts, however long it
      (t-1)*L + input_len ... t*L + input_len - 1) and runs the temporal model over them
      against the cache, with the same mask function as training;
   2. writes their keys/values into the ring;
-  3. runs the local decoder slot by slot over the output segment of t (a `lax.scan`): text
-     slots sampled from the text head, audio slots from the flow head, each fed back.
+  3. runs the local decoder slot by slot over the output segment of t (a `lax.scan`, each slot
+     one token against a cache of the earlier slots): text slots sampled from the text head,
+     audio slots from the flow head, each fed back.
 At t = 0 there is no previous output segment: its tokens are computed but given positions -1,
 so they are never attended to and never cached (shapes stay static).
 """
@@ -197,11 +198,25 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
   def embed(text_BK, audio_BAKM):
     return model.embed_output_segment(text_BK[:, :k_ut], text_BK[:, k_ut:], audio_BAKM)
 
+  # The local decoder runs one slot per scan step against a cache of the earlier slots' keys and
+  # values (slot positions 0..K-1; -1 marks a slot not decoded yet).
+  dims = model.local.dims
+  cache_shape = (dims.n_layers, b, len(kinds_K), dims.n_kv_heads, dims.head_dim)
+  cache = KeyValues(jnp.zeros(cache_shape, model.precision.dtype),
+                    jnp.zeros(cache_shape, model.precision.dtype),
+                    jnp.full((b, len(kinds_K)), -1, jnp.int32))
+
   def slot(carry, inputs):
-    text_BK, audio_BAKM = carry
+    text_BK, audio_BAKM, cache = carry
     j, index, is_audio, rng_B = inputs
-    local_BKD = model.local_decode(hidden_BD, embed(text_BK, audio_BAKM))
-    h_BD = jax.lax.dynamic_index_in_dim(local_BKD, j, axis=1, keepdims=False)
+    x_BKD = model.local_inputs(hidden_BD, embed(text_BK, audio_BAKM))
+    pos_B1 = jnp.full((b, 1), j, jnp.int32)
+    y_B1D, new, _ = model.local(jax.lax.dynamic_slice_in_dim(x_BKD, j, 1, axis=1), pos_B1,
+                                model.local_window, cache, unroll=True)
+    h_BD = y_B1D[:, 0]
+    cache = KeyValues(jax.lax.dynamic_update_slice_in_dim(cache.k_BSKH, new.k_BSKH, j, axis=2),
+                      jax.lax.dynamic_update_slice_in_dim(cache.v_BSKH, new.v_BSKH, j, axis=2),
+                      jax.lax.dynamic_update_slice_in_dim(cache.pos_BS, pos_B1, j, axis=1))
 
     def text_branch(_):
       logits_BV = model.text_logits(h_BD)
@@ -209,21 +224,21 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
       if forced is not None:
         ids_B = forced_text[:, index]
       new_text = jax.lax.dynamic_update_index_in_dim(text_BK, ids_B, index, axis=1)
-      return (new_text, audio_BAKM), logits_BV, jnp.zeros((b, k, m), jnp.float32)
+      return (new_text, audio_BAKM, cache), logits_BV, jnp.zeros((b, k, m), jnp.float32)
 
     def audio_branch(_):
       mel_BKM, bins_BKM = jax.vmap(model.sample_mel)(h_BD, rng_B)
       if forced is not None:
         bins_BKM = forced_audio[:, index]
       new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
-      return (text_BK, new_audio), jnp.zeros((b, vocab), jnp.float32), mel_BKM
+      return (text_BK, new_audio, cache), jnp.zeros((b, vocab), jnp.float32), mel_BKM
 
     carry, logits_BV, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
     return carry, (logits_BV, mel_BKM)
 
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
-  (text_BK, audio_BAKM), (logits_KBV, mel_KBFM) = jax.lax.scan(
-      slot, (text_BK, audio_BAKM),
+  (text_BK, audio_BAKM, _), (logits_KBV, mel_KBFM) = jax.lax.scan(
+      slot, (text_BK, audio_BAKM, cache),
       (jnp.arange(len(kinds_K)), jnp.asarray(group_index_K), jnp.asarray(is_audio_K), slot_rngs_KB))
   outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
              "audio_out": audio_BAKM}

@@ -9,8 +9,8 @@ through the flow-matching head.
 
 Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
 `embed_output_segment`, `temporal` (new tokens + cached keys/values, see transformer.py),
-`local_decode` (causal, so slot j's hidden state depends only on slots < j: a runtime may
-recompute it over a partially filled segment), `text_logits` and `sample_mel`.
+`local_inputs` + `local` (causal, so slot j's hidden state depends only on slots < j: a runtime
+decodes slot by slot against a small cache), `text_logits` and `sample_mel`.
 """
 
 from __future__ import annotations
@@ -143,12 +143,16 @@ class InteractionModel(nnx.Module):
     only slots < j, so it is what a slot-by-slot decoder computes for slot j.
     """
     b, k = outputs_BKD.shape[:2]
+    pos_BK = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (b, k))
+    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), pos_BK, self.local_window)
+    return y_BKD
+
+  def local_inputs(self, hidden_BD: jax.Array, outputs_BKD: jax.Array) -> jax.Array:
+    """The local decoder's input sequence [B, output_len, d_local]: the projected temporal state,
+    then the output slots shifted right by one, plus slot positions."""
     x_BKD = jnp.concatenate([self.local_from_temporal(hidden_BD)[:, None],
                              self.local_from_slots(outputs_BKD[:, :-1])], axis=1)
-    x_BKD = x_BKD + self.local_position[...].astype(self.precision.dtype)
-    pos_BK = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (b, k))
-    y_BKD, _, _ = self.local(x_BKD, pos_BK, self.local_window)
-    return y_BKD
+    return x_BKD + self.local_position[...].astype(self.precision.dtype)
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
