@@ -45,6 +45,18 @@ def _reply(episode: Episode, behaviour: Behaviour, event_s: float,
   return word.start_s - event_s, word.start_s <= window_hi_s
 
 
+def _observe_reply(episode: Episode, behaviour: Behaviour, turn: dict,
+                   obs: Observations) -> tuple[float, bool]:
+  """Adds a question turn's `takeover` and `latency_s` to `obs`; returns (end of the question,
+  whether the reply started within its window)."""
+  heard, (_, hi) = turn["user_end_s"], turn["window_s"]
+  latency, took = _reply(episode, behaviour, heard, hi)
+  obs["takeover"].append(float(took))
+  if latency is not None:
+    obs["latency_s"].append(latency)
+  return heard, took
+
+
 def _spoke(behaviour: Behaviour, lo_s: float, hi_s: float) -> bool:
   return behaviour.spoken_s(lo_s, hi_s) > QUIET_TOLERANCE_S
 
@@ -66,11 +78,7 @@ def turn_taking(episode: Episode, behaviour: Behaviour) -> Observations:
   said before the user speaks again). score = takeover."""
   obs: Observations = {"takeover": [], "latency_s": [], "answer_recall": []}
   for turn in episode.annotations["turns"]:
-    heard, (_, hi) = turn["user_end_s"], turn["window_s"]
-    latency, took = _reply(episode, behaviour, heard, hi)
-    obs["takeover"].append(float(took))
-    if latency is not None:
-      obs["latency_s"].append(latency)
+    heard, took = _observe_reply(episode, behaviour, turn, obs)
     next_user = min((w.start_s for w in user_words(episode) if w.start_s > heard),
                     default=episode.duration_s)
     said = set(_said(behaviour, heard, next_user))
@@ -89,11 +97,7 @@ def pause_handling(episode: Episode, behaviour: Behaviour) -> Observations:
   obs["false_takeover"] = [float(spoke) for _, _, spoke in pauses]
   previous_end = -math.inf
   for turn in episode.annotations["turns"]:
-    heard, (_, hi) = turn["user_end_s"], turn["window_s"]
-    latency, took = _reply(episode, behaviour, heard, hi)
-    obs["takeover"].append(float(took))
-    if latency is not None:
-      obs["latency_s"].append(latency)
+    heard, took = _observe_reply(episode, behaviour, turn, obs)
     respected = not any(spoke for lo, p_hi, spoke in pauses if previous_end <= lo and p_hi <= heard)
     obs["score"].append(float(took and respected))
     previous_end = heard
