@@ -9,10 +9,13 @@ TensorFlow.
 from __future__ import annotations
 
 import pathlib
+import sys
 from typing import Any, Callable, Iterator
+from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle
 
 SPLITS = ("train", "validation")
 VERSION = "1.0.0"
@@ -70,8 +73,12 @@ def build(data_dir: pathlib.Path, split_examples: Callable[[str], Examples]) -> 
   """Writes both splits under `data_dir`; returns the directory `open_builder` reads."""
   tfds.disable_progress_bar()  # callers show their own progress
   builder = InteractionEpisodes(data_dir=str(data_dir), split_examples=split_examples)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  # The TFDS writer holds a split in memory up to 1 GB, then spills it to temporary files
+  # through tf.io.gfile, which needs TensorFlow. Keep whole splits in memory instead (a
+  # split's memory is its size on disk).
+  with mock.patch.object(shuffle, "MAX_MEM_BUFFER_SIZE", sys.maxsize):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
   return pathlib.Path(builder.data_dir)
 
 

@@ -61,6 +61,17 @@ def test_round_trip_keeps_every_field_and_holds_out_every_tenth(tmp_path):
   assert_same_episode(dataset.episode_by_index(tmp_path / "ds", 9), tiny_episode(9))
 
 
+def test_splits_larger_than_the_writers_memory_buffer_need_no_tensorflow(tmp_path, monkeypatch):
+  # Past its buffer the TFDS writer spills to temporary files through tf.io.gfile; a dataset of
+  # more than 1 GB used to fail there with "No module named 'tensorflow'".
+  from tensorflow_datasets.core import shuffle
+  monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 1)
+  manifest = write_tiny_dataset(tmp_path / "ds", 3)
+  source = dataset.open_split(tmp_path / "ds", "train")
+  for position, index in enumerate(manifest["splits"]["train"]):
+    assert_same_episode(source[position], tiny_episode(index))
+
+
 @pytest.mark.parametrize("n, expected", [
     (1, {"train": [0], "validation": [0]}),
     (3, {"train": [0, 1], "validation": [2]}),
