@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test recipe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/jax-interact demo --out out/demo
+
+recipe: $(STAMP)
+	$(BIN)/python benchmarks/recipe.py --out out/recipe
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests

@@ -18,7 +18,7 @@ from jax_interact import cli, config
 CONFIG = config.resolve("configs/tiny.py")
 
 
-def _stage(title: str, argv: list[str]) -> float:
+def stage(title: str, argv: list[str]) -> float:
   print(f"\n== {title}\n$ jax-interact {' '.join(argv)}", flush=True)
   start = time.perf_counter()
   code = cli.main(argv)
@@ -34,21 +34,21 @@ def main(args) -> int:
   if (data / "manifest.json").is_file():
     print(f"== using cached dataset {data}")
   else:
-    timings["generate"] = _stage("generate the synthetic dataset", [
+    timings["generate"] = stage("generate the synthetic dataset", [
         "data", "generate", "--out", str(data), "--episodes", str(args.episodes),
         "--seed", "0"])
-  timings["inspect"] = _stage("draw episode 0", [
+  timings["inspect"] = stage("draw episode 0", [
       "data", "inspect", str(data), "--index", "0", "--config", str(CONFIG),
       "--out", str(out / "episode0.png"), "--json", str(out / "episode0.json")])
-  timings["train"] = _stage("train tiny", [
+  timings["train"] = stage("train tiny", [
       "train", "--config", str(CONFIG), "--workdir", str(workdir),
       f"--config.data.dir={data}", f"--config.train.steps={args.steps}"])
-  timings["eval"] = _stage("evaluate on held-out episodes", [
+  timings["eval"] = stage("evaluate on held-out episodes", [
       "eval", "--workdir", str(workdir), "--data", str(data), "--out", str(out / "eval"),
       "--max-episodes", str(args.eval_episodes)])
   manifest = json.loads((data / "manifest.json").read_text())
   episode = manifest["splits"]["validation"][0]
-  timings["stream"] = _stage(f"stream held-out episode {episode}", [
+  timings["stream"] = stage(f"stream held-out episode {episode}", [
       "stream", "--workdir", str(workdir), "--episode", f"{data}:{episode}",
       "--out", str(out / "stream")])
 
