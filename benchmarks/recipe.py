@@ -6,7 +6,7 @@
 Runs the same commands a user would (`data generate` once, then cached; `train`; `eval`) and
 writes OUT/recipe.json: for every target of TARGETS, the model's value, both baselines' values,
 the target and whether the model met it, plus the time of each stage. A rerun in the same OUT
-resumes training from its last checkpoint, so `train_s` then covers only the remaining steps.
+resumes training from its last checkpoint, so the train time then covers only the remaining steps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 
 from jax_interact import config as config_lib
-from jax_interact.demo import stage
+from jax_interact.demo import generate_once, stage
 
 GRADED_TASKS = ("turn_taking", "interruption", "rep_count", "time_speak", "delegate")
 # (family, metric in report.json, comparison, threshold): issue 6's bar for "learns the tasks".
@@ -59,7 +59,7 @@ def summarize(report: dict, times: dict[str, float]) -> dict:
               f"{_fmt(r['model'])} (silent {_fmt(r['silent'])}, turn-based "
               f"{_fmt(r['turn_based'])}; target {r['target']}: {'met' if r['met'] else 'not met'})"
               for r in rows}
-  headline |= {k: round(v) for k, v in times.items()}
+  headline |= {f"{k}_s": round(v) for k, v in times.items()}
   return {"benchmark": "recipe", "config": report["meta"]["config"], "targets": rows,
           "headline": headline, "eval_episodes": report["meta"]["episodes"],
           "checkpoint_step": report["meta"].get("checkpoint_step"), "times_s": times}
@@ -79,15 +79,11 @@ def main(argv: list[str] | None = None) -> int:
   data, workdir, eval_dir = out / "data", out / "train", out / "eval"
   config_path = str(config_lib.resolve(args.config))
   times = {}
-  if (data / "manifest.json").is_file():
-    print(f"== using cached dataset {data}")
-  else:
-    times["generate_s"] = stage("generate the dataset", [
-        "data", "generate", "--out", str(data), "--episodes", str(args.episodes),
-        "--tasks", args.tasks, "--seed", str(args.seed)])
-  times["train_s"] = stage("train", [
+  generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
+                "--seed", str(args.seed))
+  times["train"] = stage("train", [
       "train", "--config", config_path, "--workdir", str(workdir), f"--config.data.dir={data}"])
-  times["eval_s"] = stage("evaluate on held-out episodes", [
+  times["eval"] = stage("evaluate on held-out episodes", [
       "eval", "--workdir", str(workdir), "--data", str(data), "--out", str(eval_dir),
       "--max-episodes", str(args.eval_episodes)])
 

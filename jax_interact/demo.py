@@ -27,16 +27,21 @@ def stage(title: str, argv: list[str]) -> float:
   return time.perf_counter() - start
 
 
+def generate_once(data: pathlib.Path, timings: dict[str, float], *args: str) -> None:
+  """`data generate --out data ARGS` unless `data` already holds a dataset (a cache); a run
+  that generates adds its seconds to `timings["generate"]`."""
+  if (data / "manifest.json").is_file():
+    print(f"== using cached dataset {data}")
+  else:
+    timings["generate"] = stage("generate the synthetic dataset",
+                                ["data", "generate", "--out", str(data), *args])
+
+
 def main(args) -> int:
   out = pathlib.Path(args.out)
   data, workdir = out / "data", out / "train"
   timings = {}
-  if (data / "manifest.json").is_file():
-    print(f"== using cached dataset {data}")
-  else:
-    timings["generate"] = stage("generate the synthetic dataset", [
-        "data", "generate", "--out", str(data), "--episodes", str(args.episodes),
-        "--seed", "0"])
+  generate_once(data, timings, "--episodes", str(args.episodes), "--seed", "0")
   timings["inspect"] = stage("draw episode 0", [
       "data", "inspect", str(data), "--index", "0", "--config", str(CONFIG),
       "--out", str(out / "episode0.png"), "--json", str(out / "episode0.json")])

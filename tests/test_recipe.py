@@ -32,7 +32,7 @@ def test_targets_judge_each_bar_in_its_direction():
 
 def test_a_family_missing_from_the_report_is_not_met():
   result = recipe.summarize(report(turn_taking={"latency_p50_s": 0.3, "takeover": 1.0}),
-                            {"train_s": 12.4})
+                            {"train": 12.4})
   met = {r["family"]: r["met"] for r in result["targets"]}
   assert met["turn_taking"] and not met["rep_count"] and not met["delegate"]
   assert result["headline"]["train_s"] == 12
