@@ -33,7 +33,7 @@ from jax_interact.streams.layout import Layout
 MANIFEST = "manifest.json"
 TOKENIZER = tokenizer_lib.FILENAME
 TFDS_DIR = "tfds"
-VALIDATION_EVERY = 10  # every 10th episode is held out (at least one; see `_SplitWriter`)
+VALIDATION_EVERY = 10  # every 10th episode of each task is held out (at least one; `_SplitWriter`)
 
 
 def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
@@ -69,8 +69,10 @@ class _SplitWriter:
   """Splits one pass over the episodes into TFDS's train and validation example streams.
 
   TFDS builds the splits one after the other, so while the train split is written the
-  validation episodes are stashed on disk and replayed afterwards. With fewer than
-  VALIDATION_EVERY episodes the last one is held out; a single episode serves both splits.
+  validation episodes are stashed on disk and replayed afterwards. Counting per task keeps
+  every task in both splits whatever order the tasks come in (every 10th of a stream that
+  cycles through 5 tasks would always be the same task). With fewer than VALIDATION_EVERY
+  episodes of every task the last one is held out; a single episode serves both splits.
   """
 
   def __init__(self, episodes: Iterable[Episode], stash_dir: pathlib.Path, where: str):
@@ -105,7 +107,7 @@ class _SplitWriter:
         raise InputError(f"episodes[{position}].index", f"{episode.index} appears twice")
       seen.add(episode.index)
       self._record(episode)
-      if position % VALIDATION_EVERY == VALIDATION_EVERY - 1:
+      if self.tasks[episode.task] % VALIDATION_EVERY == 0:
         self._stash(episode)
         continue
       if held is not None:

@@ -50,15 +50,19 @@ def assert_same_episode(a: Episode, b: Episode):
     assert x.dtype == y.dtype and np.array_equal(x, y), field
 
 
-def test_round_trip_keeps_every_field_and_holds_out_every_tenth(tmp_path):
-  manifest = write_tiny_dataset(tmp_path / "ds", 12)
-  assert manifest["splits"] == {"train": [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11], "validation": [9]}
+def test_round_trip_keeps_every_field_and_holds_out_every_tenth_of_each_task(tmp_path):
+  # Tasks alternate, so every 10th episode overall would hold out turn_taking only.
+  manifest = write_tiny_dataset(tmp_path / "ds", 22)
+  assert manifest["splits"] == {"train": [i for i in range(22) if i not in (18, 19)],
+                                "validation": [18, 19]}
+  assert {tiny_episode(i).task for i in manifest["splits"]["validation"]} == {"turn_taking",
+                                                                             "delegate"}
   for split, indices in manifest["splits"].items():
     source = dataset.open_split(tmp_path / "ds", split)
     assert len(source) == len(indices)
     for position, index in enumerate(indices):
       assert_same_episode(source[position], tiny_episode(index))
-  assert_same_episode(dataset.episode_by_index(tmp_path / "ds", 9), tiny_episode(9))
+  assert_same_episode(dataset.episode_by_index(tmp_path / "ds", 19), tiny_episode(19))
 
 
 def test_splits_larger_than_the_writers_memory_buffer_need_no_tensorflow(tmp_path, monkeypatch):
