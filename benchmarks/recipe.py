@@ -17,7 +17,6 @@ import operator
 import os
 import pathlib
 import sys
-import time
 
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_once, stage

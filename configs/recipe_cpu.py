@@ -23,7 +23,6 @@ def get_config():
   c.data.window = 32
   c.model.window_turns = 32
   c.train.steps = 3200
-  c.train.lr = 2e-3
   c.train.warmup_steps = 200
   c.train.log_every_steps = 50
   c.train.eval_every_steps = 500
