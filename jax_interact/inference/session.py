@@ -195,24 +195,22 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
     forced_text = jnp.concatenate([forced["user_transcript"], forced["text_out"]], axis=1)
     forced_audio = forced["audio_out"]
 
-  def embed(text_BK, audio_BAKM):
-    return model.embed_output_segment(text_BK[:, :k_ut], text_BK[:, k_ut:], audio_BAKM)
-
   # The local decoder runs one slot per scan step against a cache of the earlier slots' keys and
-  # values (slot positions 0..K-1; -1 marks a slot not decoded yet).
+  # values (slot positions 0..K-1; -1 marks a slot not decoded yet). Its input for slot j comes
+  # from slot j - 1's token alone (`local_next_input`); slot 0's is the temporal state.
   dims = model.local.dims
   cache_shape = (dims.n_layers, b, len(kinds_K), dims.n_kv_heads, dims.head_dim)
   cache = KeyValues(jnp.zeros(cache_shape, model.precision.dtype),
                     jnp.zeros(cache_shape, model.precision.dtype),
                     jnp.full((b, len(kinds_K)), -1, jnp.int32))
+  positions_KD = model.local_position[...].astype(model.precision.dtype)
 
   def slot(carry, inputs):
-    text_BK, audio_BAKM, cache = carry
-    j, index, is_audio, rng_B = inputs
-    x_BKD = model.local_inputs(hidden_BD, embed(text_BK, audio_BAKM))
+    text_BK, audio_BAKM, x_BD, cache = carry
+    j, kind, index, is_audio, rng_B = inputs
     pos_B1 = jnp.full((b, 1), j, jnp.int32)
-    y_B1D, new, _ = model.local(jax.lax.dynamic_slice_in_dim(x_BKD, j, 1, axis=1), pos_B1,
-                                model.local_window, cache, unroll=True)
+    x_B1D = (x_BD + jax.lax.dynamic_index_in_dim(positions_KD, j, keepdims=False))[:, None]
+    y_B1D, new, _ = model.local(x_B1D, pos_B1, model.local_window, cache, unroll=True)
     h_BD = y_B1D[:, 0]
     cache = KeyValues(jax.lax.dynamic_update_slice_in_dim(cache.k_BSKH, new.k_BSKH, j, axis=2),
                       jax.lax.dynamic_update_slice_in_dim(cache.v_BSKH, new.v_BSKH, j, axis=2),
@@ -224,22 +222,28 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
       if forced is not None:
         ids_B = forced_text[:, index]
       new_text = jax.lax.dynamic_update_index_in_dim(text_BK, ids_B, index, axis=1)
-      return (new_text, audio_BAKM, cache), logits_BV, jnp.zeros((b, k, m), jnp.float32)
+      next_x_BD = model.local_next_input(model.text_embed(ids_B), kind)
+      return ((new_text, audio_BAKM, next_x_BD, cache), logits_BV,
+              jnp.zeros((b, k, m), jnp.float32))
 
     def audio_branch(_):
       mel_BKM, bins_BKM = jax.vmap(model.sample_mel)(h_BD, rng_B)
       if forced is not None:
         bins_BKM = forced_audio[:, index]
       new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
-      return (text_BK, new_audio, cache), jnp.zeros((b, vocab), jnp.float32), mel_BKM
+      next_x_BD = model.local_next_input(model.dmel_embed(bins_BKM), kind)
+      return ((text_BK, new_audio, next_x_BD, cache), jnp.zeros((b, vocab), jnp.float32),
+              mel_BKM)
 
     carry, logits_BV, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
     return carry, (logits_BV, mel_BKM)
 
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
-  (text_BK, audio_BAKM, _), (logits_KBV, mel_KBFM) = jax.lax.scan(
-      slot, (text_BK, audio_BAKM, cache),
-      (jnp.arange(len(kinds_K)), jnp.asarray(group_index_K), jnp.asarray(is_audio_K), slot_rngs_KB))
+  first_x_BD = model.local_from_temporal(hidden_BD)
+  (text_BK, audio_BAKM, _, _), (logits_KBV, mel_KBFM) = jax.lax.scan(
+      slot, (text_BK, audio_BAKM, first_x_BD, cache),
+      (jnp.arange(len(kinds_K)), jnp.asarray(kinds_K, jnp.int32), jnp.asarray(group_index_K),
+       jnp.asarray(is_audio_K), slot_rngs_KB))
   outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
              "audio_out": audio_BAKM}
   text_logits = jnp.moveaxis(logits_KBV[~is_audio_K], 0, 1)  # [B, K_text, V]

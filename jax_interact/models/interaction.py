@@ -154,6 +154,13 @@ class InteractionModel(nnx.Module):
                              self.local_from_slots(outputs_BKD[:, :-1])], axis=1)
     return x_BKD + self.local_position[...].astype(self.precision.dtype)
 
+  def local_next_input(self, slot_BD: jax.Array, kind: jax.Array) -> jax.Array:
+    """Row j + 1 of `local_inputs` without its position, from slot j alone: `slot_BD` is its
+    token's embedding (`text_embed` or `dmel_embed`) and `kind` its SlotKind. Lets a slot-by-slot
+    decoder embed each token once instead of the whole segment per slot."""
+    kind_D = jnp.take(self.kind_embed[...], kind, axis=0).astype(self.precision.dtype)
+    return self.local_from_slots(slot_BD + kind_D)
+
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
     return self.text_head(local_hidden).astype(jnp.float32)
