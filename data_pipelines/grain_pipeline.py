@@ -1,8 +1,9 @@
 """The Grain input pipeline: random windows of micro-turns from a dataset directory, batched.
 
-Each element is one episode of the process's shard; a seeded random map featurizes it and cuts
-a window of `config.data.window` micro-turns whose start is a function of (seed, element index),
-so the batches are the same for a seed whatever the worker count. Training shuffles and repeats
+Episodes are featurized once into a cache beside the dataset (features.py); each element is one
+episode of the process's shard, and a seeded random map slices a window of `config.data.window`
+micro-turns out of it, whose start is a function of (seed, element index), so the batches are
+the same for a seed whatever the worker count. Training shuffles and repeats
 forever (reshuffled each epoch); evaluation reads every episode once, in order, and fills up
 with copies whose turn_mask is all False (they add nothing to a masked loss) so that the last
 batch is full and every process yields the same number of batches.
@@ -14,7 +15,6 @@ because a Grain state saved with one worker count cannot resume with another.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from typing import Any
@@ -26,35 +26,24 @@ import ml_collections
 import numpy as np
 
 from data_pipelines import dataset
-from data_pipelines import featurize
+from data_pipelines import features
 from jax_interact.errors import ConfigError
 from jax_interact.errors import InputError
-from jax_interact.streams.layout import Layout
 
 Batch = dict[str, np.ndarray]
 
 
-@functools.cache
-def _tokenizer(data_dir: str):
-  """One tokenizer per process (worker processes load their own)."""
-  return dataset.load_tokenizer(data_dir)
-
-
 class SampleWindow(grain.transforms.RandomMap):
-  """Episode -> the featurized micro-turns of one random window (picklable for workers)."""
+  """Episode index -> one random window of its featurized micro-turns (picklable for workers)."""
 
-  def __init__(self, data_dir: str, stream_config: ml_collections.ConfigDict, window: int):
-    self._data_dir = data_dir
-    self._stream = stream_config
-    self._layout = Layout.from_config(stream_config)
+  def __init__(self, episodes: features.Features, window: int):
+    self._episodes = episodes
     self._window = window
 
-  def random_map(self, episode, rng: np.random.Generator) -> Batch:
-    tracks, _ = featurize.featurize_episode(episode, self._layout, _tokenizer(self._data_dir),
-                                            self._stream)
-    last_start = max(len(tracks["turn"]) - self._window, 0)
+  def random_map(self, i: int, rng: np.random.Generator) -> Batch:
+    last_start = max(self._episodes.num_turns(i) - self._window, 0)
     start = int(rng.integers(0, last_start + 1))
-    return featurize.window(tracks, start, self._window)
+    return self._episodes.window(i, start, self._window)
 
 
 class MaskOut(grain.transforms.Map):
@@ -92,8 +81,10 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
                  seed: int, train: bool = True) -> grain.IterDataset:
   """Host-local batches of `split`: infinite and shuffled if `train`, else one ordered pass."""
   batch_size = host_batch_size(config)
-  episodes = grain.MapDataset.source(dataset.open_split(data_dir, split))
-  sample = SampleWindow(str(data_dir), config.stream, config.data.window)
+  dataset.read_manifest(data_dir)  # a bad directory fails here, before any featurizing
+  featurized = features.Features(features.ensure(data_dir, config.stream), split)
+  episodes = grain.MapDataset.range(len(featurized))
+  sample = SampleWindow(featurized, config.data.window)
   if train:
     mine = episodes[jax.process_index()::jax.process_count()]
     if len(mine) == 0:

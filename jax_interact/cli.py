@@ -18,6 +18,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--config", required=True, help="config file, e.g. configs/tiny.py")
 
 
+def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--checkpoint", choices=("latest", "best"), default="latest",
+                 help="the last periodic checkpoint, or the best interactivity score seen "
+                 "during training (train.interact_every_steps)")
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jax-interact", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--background", help="serve <delegate>: a trained background workdir, or "
                  "tool:calculator, tool:clock, tool:slow")
+  _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.inference.stream:main")
 
   p = commands.add_parser("eval", help="score interactivity per task family; write a report")
@@ -75,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--max-episodes", type=int, default=45, help="episodes of the split scored")
   p.add_argument("--batch", type=int, default=8, help="sessions streamed together")
   p.add_argument("--split", default="validation")
+  _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.evaluation.command:main")
 
   p = commands.add_parser("demo", help="the main job: generate, train tiny, evaluate, stream, summarise")

@@ -82,7 +82,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.text_weight = 1.0
   c.loss.transcript_weight = 1.0
-  c.loss.audio_weight = 1.0
+  c.loss.voicing_weight = 1.0  # voiced/unvoiced cross-entropy of audio output slots
+  c.loss.audio_weight = 1.0  # flow matching on voiced audio output slots
   c.loss.silence_weight = 0.1  # weight of `<sil>` targets in the text losses
   c.loss.moe_aux_weight = 0.01  # load-balancing loss of mixture-of-experts layers
 
@@ -90,6 +91,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.sample = ml_collections.ConfigDict()
   c.sample.temperature = 0.0  # 0: greedy text slots
   c.sample.top_p = 1.0  # nucleus sampling mass when temperature > 0
+  c.sample.silence_threshold = 0.5  # a text slot stays `<sil>` while P(<sil>) is at least this
+  c.sample.voicing_threshold = 0.5  # an audio slot is voiced above this voicing probability
 
   # Background jobs (SPEC §5): the runtime side of delegation.
   c.background = ml_collections.ConfigDict()
@@ -111,6 +114,12 @@ def defaults() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 10
   c.train.eval_every_steps = 500
   c.train.eval_batches = 4
+  # Streaming interactivity evaluation during training (training/interactivity.py): every N
+  # steps (0: never) the first `interact_episodes` episodes of data.eval_split are streamed
+  # through the engine and scored; the best mean score's step is kept in W/best.
+  c.train.interact_every_steps = 0
+  c.train.interact_episodes = 36
+  c.train.interact_batch = 8  # engine rows (sessions streamed together)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
@@ -135,6 +144,10 @@ def _non_negative(x):
 
 def _fraction(x):
   return 0 < x <= 1
+
+
+def _open_unit(x):
+  return 0 < x < 1
 
 
 def _one_of(*options):
@@ -185,9 +198,12 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.param_dtype": _one_of("float32", "bfloat16"),
     "model.remat": _one_of("none", "full", "dots"),
     "loss.silence_weight": _non_negative,
+    "loss.voicing_weight": _non_negative,
     "loss.moe_aux_weight": _non_negative,
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
+    "sample.silence_threshold": _open_unit,
+    "sample.voicing_threshold": _open_unit,
     "background.max_new_tokens": _positive,
     "background.timeout_s": _positive,
     "background.slow_token_s": _non_negative,
@@ -203,6 +219,9 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "train.log_every_steps": _positive,
     "train.eval_every_steps": _positive,
     "train.eval_batches": _non_negative,
+    "train.interact_every_steps": _non_negative,
+    "train.interact_episodes": _positive,
+    "train.interact_batch": _positive,
     "checkpoint.every_steps": _positive,
     "checkpoint.max_to_keep": _positive,
     "mesh.data": lambda x: x == -1 or x > 0,
@@ -210,7 +229,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "mesh.tensor": lambda x: x == -1 or x > 0,
 }
 
-_EXPECTED = {_positive: "a value > 0", _non_negative: "a value >= 0", _fraction: "a value in (0, 1]"}
+_EXPECTED = {_positive: "a value > 0", _non_negative: "a value >= 0", _fraction: "a value in (0, 1]",
+             _open_unit: "a value in (0, 1)"}
 
 
 def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
@@ -233,6 +253,9 @@ def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
   if m.n_heads % m.n_kv_heads:
     raise ConfigError(f"{where}.model.n_kv_heads", f"got {m.n_kv_heads}, expected a divisor "
                       f"of model.n_heads={m.n_heads}")
+  if config.train.interact_every_steps and (m.kind != "interaction" or not config.data.dir):
+    raise ConfigError(f"{where}.train.interact_every_steps", "streams held-out episodes, so it "
+                      "needs model.kind=interaction and a data.dir")
   if m.num_experts and m.experts_per_token > m.num_experts:
     raise ConfigError(f"{where}.model.experts_per_token", "expected <= model.num_experts")
 
@@ -260,6 +283,27 @@ def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collecti
   config = module.get_config()
   apply_overrides(config, overrides)
   validate(config)
+  return config
+
+
+def from_saved(saved: dict[str, Any], where: str) -> ml_collections.ConfigDict:
+  """A config saved as a dict (a workdir's config.json): keys added since it was written take
+  their defaults; keys that no longer exist raise ConfigError naming them."""
+  config = defaults()
+
+  def update(node: ml_collections.ConfigDict, values: dict[str, Any], path: str) -> None:
+    for key, value in values.items():
+      if key not in node:
+        raise ConfigError(f"{where}.{path}{key}", "unknown config key")
+      if isinstance(node[key], ml_collections.ConfigDict):
+        if not isinstance(value, dict):
+          raise ConfigError(f"{where}.{path}{key}", f"got {value!r}, expected a section")
+        update(node[key], value, f"{path}{key}.")
+      else:
+        node[key] = value
+
+  update(config, saved, "")
+  validate(config, where)
   return config
 
 

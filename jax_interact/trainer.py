@@ -234,6 +234,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     eval_step = program.jit_eval_step(first_batch)
     held_out = eval_batches(config)
 
+    interactivity = _interactivity(config, program, workdir)
     tokens = tokens_per_step(config)
     flops_per_token = counting.train_flops_per_token(config)
     peak = metrics_lib.peak_flops_per_device(mesh.devices.flat[0])
@@ -275,6 +276,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        for b in held_out]
             row.update({f"eval_{k}": np.mean([r[k] for r in results]) for k in results[0]},
                        step=step)
+          if interactivity is not None and interactivity.due(step):
+            interact_row, line = interactivity.evaluate(step, state)
+            row.update(interact_row, step=step)
+            log.note(line)
           if row:
             log.write(row)
           if step % config.checkpoint.every_steps == 0 or step == total_steps:
@@ -284,7 +289,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     finally:
       log.close()
       checkpoints.close()
+      if interactivity is not None:
+        interactivity.close()
   return total_steps
+
+
+def _interactivity(config: ml_collections.ConfigDict, program: Program,
+                   workdir: pathlib.Path):
+  """The in-training streaming evaluation, when configured (it needs a dataset to play)."""
+  if not config.train.interact_every_steps:
+    return None
+  from data_pipelines import dataset
+  from jax_interact.training.interactivity import Interactivity
+  return Interactivity(config, program.graphdef, dataset.load_tokenizer(config.data.dir),
+                       workdir)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -28,14 +28,16 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   config = config_lib.load("configs/tiny.py", [f"data.dir={data_dir}"])
   run = trained_lib.Trained(config, InteractionModel(config, rngs=nnx.Rngs(0)),
                             dataset.load_tokenizer(data_dir), step=0)
-  monkeypatch.setattr(command.trained_lib, "load", lambda workdir: run)
+  monkeypatch.setattr(command.trained_lib, "load", lambda workdir, checkpoint, overrides: run)
   out = tmp_path / "report"
   # The train split holds two episodes: one engine row is refilled once.
   code = cli.main(["eval", "--workdir", str(tmp_path / "run"), "--data", str(data_dir),
                    "--out", str(out), "--split", "train", "--batch", "1"])
   assert code == 0
   assert sorted(p.name for p in out.iterdir()) == ["latency.png", "report.json", "report.md",
-                                                   "scores.png"]
+                                                   "scores.png", "timelines"]
+  assert sorted(p.name for p in (out / "timelines").iterdir()) == ["delegate.png",
+                                                                   "turn_taking.png"]
   report = json.loads((out / "report.json").read_text())
   families = {"turn_taking", "delegate"}
   assert set(report) == families | {"overall", "baselines", "meta"}
@@ -43,7 +45,13 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   for name, system in report["baselines"].items():
     assert set(system) == families | {"overall"}
     for family in families | {"overall"}:
-      assert set(system[family]) == set(report[family]), (name, family)
+      # Only the model has teacher-forced diagnostics; every other metric is in all columns.
+      model_metrics = {k for k in report[family] if not k.startswith("tf_")}
+      assert set(system[family]) == model_metrics, (name, family)
+  for family in families:
+    assert {"tf_start_accuracy", "free_start_accuracy", "free_quiet_accuracy",
+            "words_without_voice", "voice_without_words"} <= set(report[family])
+    assert report["baselines"]["silent"][family]["free_start_accuracy"] == 0.0
   assert report["baselines"]["silent"]["turn_taking"]["score"] == 0.0
   assert report["overall"]["mel_l1"] > 0 and report["meta"]["episodes"] == 2
   assert report["meta"]["episodes_per_family"] == {"delegate": 1, "turn_taking": 1}

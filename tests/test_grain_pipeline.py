@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from data_pipelines import grain_pipeline
+from data_pipelines import dataset, featurize, features, grain_pipeline
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.streams.layout import Layout, random_batch
@@ -123,3 +123,33 @@ def test_batch_size_must_divide_over_processes(data_dir, monkeypatch):
   config.data.batch_size = 6
   with pytest.raises(InputError, match="config.data.batch_size"):
     grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+
+
+def test_cached_windows_equal_featurizing_the_episode(data_dir):
+  """Featurize once: a window sliced from the cache is what featurizing the episode gives."""
+  config = small_config()
+  cached = features.Features(features.ensure(data_dir, config.stream), "train")
+  episodes = dataset.open_split(data_dir, "train")
+  layout = Layout.from_config(config.stream)
+  tokenizer = dataset.load_tokenizer(data_dir)
+  assert len(cached) == len(episodes)
+  for i in range(len(episodes)):
+    tracks, _ = featurize.featurize_episode(episodes[i], layout, tokenizer, config.stream)
+    assert cached.num_turns(i) == len(tracks["turn"])
+    for start in (0, 2, len(tracks["turn"]) - 2):  # the last one runs past the episode's end
+      want = featurize.window(tracks, start, config.data.window)
+      got = cached.window(i, start, config.data.window)
+      assert got.keys() == want.keys()
+      for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert got[key].dtype == want[key].dtype
+
+
+def test_feature_cache_is_built_once_per_stream_layout(data_dir, monkeypatch):
+  config = small_config()
+  first = features.ensure(data_dir, config.stream)
+  monkeypatch.setattr(features, "_featurize", lambda job: pytest.fail("featurized again"))
+  assert features.ensure(data_dir, config.stream) == first
+  other = small_config()
+  other.stream.text_out_slots += 1  # another layout: its own cache
+  assert features.cache_key(other.stream) != features.cache_key(config.stream)

@@ -1,5 +1,7 @@
 """InteractionModel: shapes, causality of the local decoder, loss weighting, counting."""
 
+from unittest import mock
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,10 +11,13 @@ from flax import nnx
 
 from jax_interact import config as config_lib
 from jax_interact import sharding
-from jax_interact.models import InteractionModel, counting, loss_fn
+from jax_interact.evaluation import transcripts
+from jax_interact.inference import engine as engine_lib
+from jax_interact.models import InteractionModel, counting, loss_fn, losses
 from jax_interact.models.losses import slot_weights
 from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind,
                                          random_batch)
+from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.tokenizer import SIL
 
 B, N = 2, 4
@@ -59,9 +64,16 @@ def test_forward_shapes(setup):
   assert out["text_logits"].dtype == jnp.float32
   assert out["local_hidden"].shape == (B, N, layout.output_len, config.model.local_d_model)
   assert out["temporal_hidden"].shape == (B, N * layout.turn_len, config.model.d_model)
-  mel, bins = model.sample_mel(out["local_hidden"][:, :, -1], jax.random.key(0))
+  assert out["voicing_logits"].shape == (B, N, layout.count(SlotKind.AUDIO_OUT))
+  noise = jax.random.normal(jax.random.key(0), (B, N, layout.frames_per_token, layout.n_mels))
+  voiced = jnp.arange(N) % 2 == 0  # every other micro-turn's last slot voiced
+  mel, bins = model.sample_audio(out["local_hidden"][:, :, -1], jnp.broadcast_to(voiced, (B, N)),
+                                 noise)
   assert mel.shape == bins.shape == (B, N, layout.frames_per_token, layout.n_mels)
   assert int(bins.max()) < config.stream.dmel_bins
+  assert np.all(np.asarray(bins)[:, 1::2] == SILENCE_BIN)  # unvoiced: exact silence
+  flow = model.flow.sample(out["local_hidden"][:, :, -1], noise, config.model.flow_steps)
+  np.testing.assert_allclose(mel[:, ::2], flow[:, ::2], atol=1e-5)  # voiced: the flow sample
 
 
 def test_local_decoder_sees_only_earlier_slots(setup):
@@ -147,3 +159,44 @@ def test_parameters_carry_logical_sharding():
     specs = nnx.get_partition_spec(nnx.state(abstract, nnx.Param))
   w_q = specs["temporal"]["blocks"]["attn"]["w_q"]
   assert tuple(w_q.get_value()) == (None, "fsdp", "tensor", None)
+
+
+def test_voicing_targets_are_what_the_evaluation_calls_speaking(setup):
+  """Training's voicing targets and the eval's speech activity come from one definition: a slot
+  the loss calls voiced is exactly a slot during which the scorers see the model speaking."""
+  config, layout, _, _ = setup
+  batch = _batch(config, layout, seed=3)
+  rng = np.random.default_rng(0)
+  # Mean bins spread around the voicing margin, so both answers occur.
+  level = rng.integers(0, 4, batch["audio_out"].shape[:3])
+  batch["audio_out"] = np.broadcast_to(level[..., None, None],
+                                       batch["audio_out"].shape).astype(np.uint8).copy()
+  targets = np.asarray(losses.voicing_targets(jax.tree.map(jnp.asarray, batch)))
+  assert 0 < targets.mean() < 1
+  tokenizer = mock.Mock(size=config.model.vocab_size)
+  for (b, t, j), target in np.ndenumerate(targets):
+    # One micro-turn whose only non-silent audio slot is slot j (so no merging across slots).
+    audio = np.zeros_like(batch["audio_out"][b, t])
+    audio[j] = batch["audio_out"][b, t, j]
+    out = engine_lib.TurnOutput(turn=t, user_transcript=np.full(2, SIL), text_out=np.full(2, SIL),
+                                audio_out=audio, missing_input=False, step_ms=0.0)
+    behaviour = transcripts.from_outputs([out], layout, tokenizer)
+    assert (behaviour.spoken_s(0.0, 1e9) > 0) == target, (b, t, j)
+
+
+def test_flow_loss_ignores_unvoiced_slots(setup):
+  """Unvoiced target slots (whatever they hold below the voicing margin) carry no flow loss;
+  voiced ones do, and the voicing loss depends on which slots are voiced."""
+  config, layout, model, loss = setup
+  batch = _batch(config, layout, seed=4)
+  quiet = np.zeros_like(batch["audio_out"])
+  hum = quiet.copy()
+  hum[..., 0, :] = 1  # mean bin 0.25: still unvoiced
+  rng = jax.random.key(1)
+  _, m_quiet = loss(dict(batch, audio_out=quiet), rng)
+  _, m_hum = loss(dict(batch, audio_out=hum), rng)
+  assert float(m_quiet["flow_loss"]) == float(m_hum["flow_loss"]) == 0.0
+  loud = np.full_like(quiet, 8)
+  _, m_loud = loss(dict(batch, audio_out=loud), rng)
+  assert float(m_loud["flow_loss"]) > 0
+  assert float(m_loud["voicing_loss"]) != pytest.approx(float(m_quiet["voicing_loss"]))

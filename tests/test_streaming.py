@@ -11,6 +11,8 @@ from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
 from jax_interact.models import InteractionModel
+from jax_interact.models.flow import bins_to_unit
+from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import random_batch
 
 WINDOW_TURNS = 4
@@ -32,7 +34,8 @@ def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
   batch = {k: jnp.asarray(v) for k, v in
            random_batch(model.layout, 2, n_turns, config.model.vocab_size,
                         config.stream.dmel_bins, seed=1).items()}
-  expected = model(batch)["text_logits"]
+  forward = model(batch)
+  expected, expected_voicing = forward["text_logits"], forward["voicing_logits"]
   params, run = session.jit_step(model)
   state = session.init_state(model, 2, seed=0)
   for t in range(n_turns):
@@ -40,6 +43,7 @@ def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
     forced = {k: batch[k][:, t] for k in session.OUTPUT_KEYS}
     state, out = run(params, state, chunk, forced)
     np.testing.assert_allclose(out["text_logits"], expected[:, t], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["voicing_logits"], expected_voicing[:, t], atol=1e-5, rtol=0)
     for key in session.OUTPUT_KEYS:  # what is fed back is the forced segment
       np.testing.assert_array_equal(out[key], batch[key][:, t])
   assert int(jnp.max(state.pos_BC)) == n_turns * model.layout.turn_len - model.layout.output_len - 1
@@ -112,3 +116,24 @@ def test_missing_chunk_is_empty_input_and_flagged(config, model):
   ref = reference.step({a2: _chunks(model.layout, 1, 0)[0], b2: engine_lib.Chunk()})
   assert not ref[b2].missing_input
   np.testing.assert_array_equal(_tokens([out[b]])[0], _tokens([ref[b2]])[0])
+
+
+@pytest.mark.parametrize("bias, voiced", [(-50.0, False), (50.0, True)])
+def test_unvoiced_slots_stream_exact_silence(config, model, bias, voiced):
+  """The voicing decision gates the audio: unvoiced slots are exact silence-mel (what the
+  scorers count as not speaking), voiced ones carry the flow head's mel."""
+  graphdef, state = nnx.split(model)
+  gated = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
+  gated.voicing_head.b[...] = jnp.full_like(gated.voicing_head.b[...], bias)
+  params, run = session.jit_step(gated)
+  state = session.init_state(gated, 2, seed=0)
+  for _ in range(3):
+    inputs = session.empty_inputs(model.layout, 2)
+    inputs["audio_in"][:] = 3
+    state, out = run(params, state, {k: jnp.asarray(v) for k, v in inputs.items()})
+    silence = float(bins_to_unit(jnp.asarray(SILENCE_BIN), config.stream.dmel_bins))
+    if voiced:
+      assert np.all(np.asarray(out["mel"]) != silence)
+    else:
+      assert np.all(np.asarray(out["audio_out"]) == SILENCE_BIN)
+      assert np.all(np.asarray(out["mel"]) == silence)

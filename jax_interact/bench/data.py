@@ -1,9 +1,11 @@
 """`jax-interact bench data`: episode generation speed and input-pipeline throughput.
 
 Generates one episode per task family into a temporary directory (seconds of episode audio per
-second of wall time, pool start-up, tokenizer training and statistics included), then reads
-training batches of the config's shape with 0, 1 and 2 worker processes and reports windows/s
-and micro-turns/s after a warm-up. The pipeline is compared with what a train step consumes; the
+second of wall time, pool start-up, tokenizer training and statistics included), featurizes it
+once into the feature cache (data_pipelines/features.py, timed), then reads training batches of
+the config's shape with 0, 1 and 2 worker processes and reports windows/s, micro-turns/s and,
+in-process, the CPU seconds one window costs (the share of the cores the train step loses to
+the input pipeline) after a warm-up. The pipeline is compared with what a train step consumes; the
 train step time is an estimate (model FLOPs at an assumed sustained rate, `"estimated": true`);
 `bench train` measures the real one.
 """
@@ -21,6 +23,8 @@ from typing import Any
 
 import ml_collections
 
+from data_pipelines import dataset
+from data_pipelines import features
 from data_pipelines import generate
 from data_pipelines import grain_pipeline
 from data_pipelines import synthetic
@@ -57,16 +61,31 @@ def measure_pipeline(config: ml_collections.ConfigDict, data_dir: pathlib.Path,
     for _ in range(WARMUP_BATCHES):
       next(iterator)
     warm_s = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(TIMED_BATCHES):
       batch = next(iterator)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
   finally:
     iterator.close()
-  windows_per_s = TIMED_BATCHES * len(batch["turn"]) / elapsed
-  return {"num_workers": num_workers, "warmup_s": round(warm_s, 2),
-          "windows_per_s": round(windows_per_s, 2),
-          "micro_turns_per_s": round(windows_per_s * config.data.window, 1)}
+  windows = TIMED_BATCHES * len(batch["turn"])
+  windows_per_s = windows / elapsed
+  result = {"num_workers": num_workers, "warmup_s": round(warm_s, 2),
+            "windows_per_s": round(windows_per_s, 2),
+            "micro_turns_per_s": round(windows_per_s * config.data.window, 1)}
+  if num_workers == 0:  # with workers the work happens in other processes
+    result["cpu_s_per_window"] = round(cpu_s / windows, 5)
+  return result
+
+
+def measure_featurization(config: ml_collections.ConfigDict,
+                          data_dir: pathlib.Path) -> dict[str, Any]:
+  """Seconds to build the feature cache of the generated episodes, once, in this process."""
+  start = time.perf_counter()
+  features.ensure(data_dir, config.stream, workers=1, progress=False)
+  wall_s = time.perf_counter() - start
+  episodes = sum(len(dataset.open_split(data_dir, s)) for s in ("train", "validation"))
+  return {"episodes": episodes, "wall_s": round(wall_s, 2),
+          "s_per_episode": round(wall_s / episodes, 4)}
 
 
 def train_consumption(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -83,6 +102,7 @@ def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
   with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
     data_dir = pathlib.Path(tmp) / "data"
     generation = measure_generation(data_dir, config.stream)
+    featurization = measure_featurization(config, data_dir)
     pipeline = [measure_pipeline(config, data_dir, n) for n in WORKER_COUNTS]
   consumption = train_consumption(config)
   best = max(p["windows_per_s"] for p in pipeline)
@@ -93,11 +113,14 @@ def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
       "window": config.data.window,
       "batch_size": config.data.batch_size,
       "generation": generation,
+      "featurization": featurization,
       "pipeline": pipeline,
       "train_step": consumption,
       "pipeline_to_train_ratio": round(best / consumption["windows_per_s"], 3),
       "headline": {
           "generation_audio_s_per_s": generation["audio_s_per_wall_s"],
+          "featurize_s_per_episode": featurization["s_per_episode"],
+          "cpu_s_per_window": pipeline[0]["cpu_s_per_window"],
           **{f"windows_per_s_{p['num_workers']}w": p["windows_per_s"] for p in pipeline},
           "pipeline_to_train_ratio(est)": round(best / consumption["windows_per_s"], 3),
       },
@@ -115,6 +138,9 @@ def main(args: argparse.Namespace) -> int:
   g = result["generation"]
   print(f"generation: {g['episodes']} episodes, {g['audio_s']} s of audio in {g['wall_s']} s "
         f"({g['audio_s_per_wall_s']} audio s/s, {g['workers']} processes)")
+  f = result["featurization"]
+  print(f"featurized once: {f['episodes']} episodes in {f['wall_s']} s; in-process pipeline: "
+        f"{result['pipeline'][0]['cpu_s_per_window']} CPU s per window")
   print(f"{'workers':>8} {'windows/s':>10} {'turns/s':>9} {'warm-up s':>10}")
   for p in result["pipeline"]:
     print(f"{p['num_workers']:>8} {p['windows_per_s']:>10} {p['micro_turns_per_s']:>9} "

@@ -25,7 +25,7 @@ import numpy as np
 from jax_interact.evaluation import transcripts
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.streams import timing
-from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 GATE_SILENCE_S = 0.6
@@ -36,9 +36,14 @@ def silent() -> transcripts.Behaviour:
   return transcripts.Behaviour()
 
 
+def silent_outputs(outputs: Sequence[TurnOutput]) -> list[TurnOutput]:
+  """What the silent baseline streams in the same micro-turns: `<sil>` and silence-mel."""
+  return [_play(out, None) for out in outputs]
+
+
 def _speaks(out: TurnOutput) -> bool:
   return bool(np.any(out.text_out >= len(SPECIAL_PIECES))
-              or np.any(transcripts.voiced_tokens(out.audio_out)))
+              or np.any(voiced(out.audio_out)))
 
 
 def gate_open(turn: int, user_speech_s: Sequence[transcripts.Interval], chunk_ms: int) -> bool:

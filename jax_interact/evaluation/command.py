@@ -9,6 +9,7 @@ scorer (e.g. converted real conversations) are counted in the report's meta and 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -19,13 +20,17 @@ from typing import Any
 import ml_collections
 import numpy as np
 import tqdm
+from flax import nnx
 
-from data_pipelines import dataset
+from data_pipelines import dataset, features
 from jax_interact.errors import InputError
-from jax_interact.evaluation import baselines, mel, report, scoring, sessions, transcripts
+from jax_interact.evaluation import (baselines, diagnostics, mel, report, scoring, sessions,
+                                     transcripts)
 from jax_interact.inference import engine as engine_lib
+from jax_interact.inference import session as session_lib
 from jax_interact.inference import trained as trained_lib
 from jax_interact.models.interaction import InteractionModel
+from jax_interact.streams import dmel
 from jax_interact.streams.tokenizer import Tokenizer
 
 
@@ -43,49 +48,123 @@ def _scorable(data_dir: str | os.PathLike, split: str, max_episodes: int) -> tup
   return positions, len(indices) - len(positions)
 
 
-def evaluate(model: InteractionModel, config: ml_collections.ConfigDict, tokenizer: Tokenizer,
-             data_dir: str | os.PathLike, *, split: str = "validation", max_episodes: int = 45,
-             batch_size: int = 8, progress: bool = True) -> tuple[dict[str, Any], report.Results]:
-  """(report.json dict, pooled samples per system and family) of the model on `data_dir`."""
-  start = time.perf_counter()
-  positions, skipped = _scorable(data_dir, split, max_episodes)
-  source = dataset.open_split(data_dir, split)
-  layout = model.layout
-  engine = engine_lib.Engine(model, config, batch_size=min(batch_size, len(positions)))
-  observed: dict[str, dict[str, list[scoring.Observations]]] = {s: {} for s in report.SYSTEMS}
-  step_ms = []
-  stream = sessions.stream_episodes(engine, (source[p] for p in positions), tokenizer)
-  for episode, outputs in tqdm.tqdm(stream, total=len(positions), unit="episode",
-                                    desc="evaluating", disable=not progress):
-    step_ms += [o.step_ms for o in outputs]
-    behaviour = transcripts.from_outputs(outputs, layout, tokenizer)
-    gated = baselines.turn_based(outputs, transcripts.user_speech_s(episode), layout.chunk_ms)
-    turn_based = dataclasses.replace(transcripts.from_outputs(gated, layout, tokenizer),
-                                     delegate_s=behaviour.delegate_s)
-    for system, b in (("model", behaviour), ("silent", baselines.silent()),
-                      ("turn_based", turn_based)):
-      observed[system].setdefault(episode.task, []).append(scoring.observe(episode, b))
-  results = {system: {family: scoring.pool(obs) for family, obs in sorted(families.items())}
-             for system, families in observed.items()}
+@dataclasses.dataclass
+class Evaluation:
+  report: dict[str, Any]  # report.json
+  results: report.Results  # pooled samples per system and family
+  strips: dict[str, list[report.Strip]]  # per family, a few episodes to draw on a time axis
 
-  mel_metrics = mel.mel_l1(model, config, data_dir, split,
-                           max_batches=math.ceil(max_episodes / config.data.batch_size))
-  overall_extra = {"model": {"mel_l1": mel_metrics["mel_l1"]},
-                   "silent": {"mel_l1": mel_metrics["silent_mel_l1"]},
-                   "turn_based": {"mel_l1": mel_metrics["mel_l1"]}}
-  meta = {
-      "data": str(data_dir), "split": split, "episodes": len(positions),
-      "unscored_episodes": skipped, "config": config.name, "chunk_ms": layout.chunk_ms,
-      "engine_rows": engine.batch_size,
-      "p50_step_ms": float(np.percentile(step_ms, 50)),
-      "mel_slots": mel_metrics["mel_slots"],
-      "voiced_margin_bins": transcripts.VOICED_MARGIN_BINS,
-      "merge_gap_s": transcripts.MERGE_GAP_S, "quiet_tolerance_s": scoring.QUIET_TOLERANCE_S,
-      "turn_based_gate_silence_s": baselines.GATE_SILENCE_S,
-      "seconds": round(time.perf_counter() - start, 1),
-      "episodes_per_family": {f: len(obs) for f, obs in sorted(observed["model"].items())},
-  }
-  return report.build(results, overall_extra, meta), results
+
+class Evaluator:
+  """Scores a model on a fixed list of held-out episodes, as often as asked.
+
+  The episodes are read and one engine (`batch_size` rows) is compiled when it is built;
+  `run(params)` streams every episode with those parameters, so training can score each new
+  step without recompiling.
+  """
+
+  def __init__(self, model: InteractionModel, config: ml_collections.ConfigDict,
+               tokenizer: Tokenizer, data_dir: str | os.PathLike, *, split: str = "validation",
+               max_episodes: int = 45, batch_size: int = 8):
+    self.positions, self.skipped = _scorable(data_dir, split, max_episodes)
+    source = dataset.open_split(data_dir, split)
+    self.episodes = [source[p] for p in self.positions]
+    self.config, self.tokenizer = config, tokenizer
+    self.data_dir, self.split, self.max_episodes = data_dir, split, max_episodes
+    self.engine = engine_lib.Engine(model, config,
+                                    batch_size=min(batch_size, len(self.positions)))
+    self._teacher_forced: diagnostics.TeacherForced | None = None
+
+  def run(self, params=None, *, progress: bool = True, mel_l1: bool = True,
+          teacher_forced: bool = True) -> Evaluation:
+    """Streams and scores every episode; `params` default: the model's own. `mel_l1` adds the
+    teacher-forced mel L1 of the audio head, `teacher_forced` the decision accuracies of
+    diagnostics.py (each a few forward passes)."""
+    start = time.perf_counter()
+    engine = self.engine
+    if params is not None:
+      engine.set_params(params)
+    layout = engine.layout
+    chunk_ms = layout.chunk_ms
+    observed: dict[str, dict[str, list[scoring.Observations]]] = {s: {} for s in report.SYSTEMS}
+    strips: dict[str, list[report.Strip]] = {}
+    step_ms = []
+    stream = sessions.stream_episodes(engine, self.episodes, self.tokenizer)
+    for episode, outputs in tqdm.tqdm(stream, total=len(self.episodes), unit="episode",
+                                      desc="evaluating", disable=not progress):
+      step_ms += [o.step_ms for o in outputs]
+      behaviour = transcripts.from_outputs(outputs, layout, self.tokenizer)
+      gated = baselines.turn_based(outputs, transcripts.user_speech_s(episode), chunk_ms)
+      turn_based = dataclasses.replace(transcripts.from_outputs(gated, layout, self.tokenizer),
+                                       delegate_s=behaviour.delegate_s)
+      silent = baselines.silent_outputs(outputs)
+      systems = {"model": (behaviour, outputs), "silent": (baselines.silent(), silent),
+                 "turn_based": (turn_based, gated)}
+      for system, (b, streamed) in systems.items():
+        obs = scoring.observe(episode, b)
+        obs.update(diagnostics.speech_sources(streamed))
+        speak_T = diagnostics.speaking(np.stack([o.text_out for o in streamed]),
+                                       np.stack([o.audio_out for o in streamed]))
+        obs.update(diagnostics.decision_accuracy(speak_T, speak_T, episode.annotations,
+                                                 chunk_ms, "free_"))
+        observed[system].setdefault(episode.task, []).append(obs)
+      family_strips = strips.setdefault(episode.task, [])
+      if len(family_strips) < report.STRIPS_PER_FAMILY:
+        family_strips.append(report.Strip.of(episode, behaviour, chunk_ms))
+    if teacher_forced:
+      for episode, obs in zip(self.episodes, self._teacher_forced_decisions(progress)):
+        observed["model"][episode.task].append(obs)
+    results = {system: {family: scoring.pool(obs) for family, obs in sorted(families.items())}
+               for system, families in observed.items()}
+
+    overall_extra: dict[str, dict[str, Any]] = {}
+    meta_mel = {}
+    if mel_l1:
+      mel_metrics = mel.mel_l1(self._model(), self.config, self.data_dir, self.split,
+                               max_batches=math.ceil(self.max_episodes /
+                                                     self.config.data.batch_size))
+      overall_extra = {"model": {"mel_l1": mel_metrics["mel_l1"]},
+                       "silent": {"mel_l1": mel_metrics["silent_mel_l1"]},
+                       "turn_based": {"mel_l1": mel_metrics["mel_l1"]}}
+      meta_mel = {"mel_slots": mel_metrics["mel_slots"]}
+    families = collections.Counter(e.task for e in self.episodes)
+    meta = {
+        "data": str(self.data_dir), "split": self.split, "episodes": len(self.episodes),
+        "unscored_episodes": self.skipped, "config": self.config.name,
+        "chunk_ms": chunk_ms, "engine_rows": engine.batch_size,
+        "p50_step_ms": float(np.percentile(step_ms, 50)), **meta_mel,
+        "voiced_margin_bins": dmel.VOICED_MARGIN_BINS,
+        "merge_gap_s": transcripts.MERGE_GAP_S, "quiet_tolerance_s": scoring.QUIET_TOLERANCE_S,
+        "turn_based_gate_silence_s": baselines.GATE_SILENCE_S,
+        "seconds": round(time.perf_counter() - start, 1),
+        "episodes_per_family": dict(sorted(families.items())),
+    }
+    return Evaluation(report.build(results, overall_extra, meta), results, strips)
+
+  def _model(self) -> InteractionModel:
+    return nnx.merge(nnx.graphdef(self.engine.model), self.engine.params)
+
+  def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
+    """Per episode, the `tf_*` decision accuracies (diagnostics.py)."""
+    cache = features.Features(features.ensure(self.data_dir, self.config.stream,
+                                              progress=progress), self.split)
+    if self._teacher_forced is None:
+      self._teacher_forced = diagnostics.TeacherForced(
+          self.engine.model, session_lib.Sampling.from_config(self.config.sample))
+    rows = self.engine.batch_size
+    observations = []
+    for first in range(0, len(self.positions), rows):
+      positions = self.positions[first:first + rows]
+      lengths = [cache.num_turns(p) for p in positions]
+      windows = [cache.window(p, 0, max(lengths)) for p in positions]
+      stacked = {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+      starts_BN, speaks_BN = self._teacher_forced(self.engine.params, stacked)
+      for i, length in enumerate(lengths):
+        episode = self.episodes[first + i]
+        observations.append(diagnostics.decision_accuracy(
+            starts_BN[i, :length], speaks_BN[i, :length], episode.annotations,
+            self.engine.layout.chunk_ms, "tf_"))
+    return observations
 
 
 def main(args) -> int:
@@ -95,11 +174,14 @@ def main(args) -> int:
   out = pathlib.Path(args.out)
   report.check_writable(out)
   _scorable(args.data, args.split, args.max_episodes)  # bad data fails before the model loads
-  run = trained_lib.load(args.workdir)
-  result, results = evaluate(run.model, run.config, run.tokenizer, args.data, split=args.split,
-                             max_episodes=args.max_episodes, batch_size=args.batch)
-  result["meta"] = {"workdir": str(args.workdir), "checkpoint_step": run.step, **result["meta"]}
-  report.write(result, results, out)
+  run = trained_lib.load(args.workdir, args.checkpoint, args.overrides)
+  evaluator = Evaluator(run.model, run.config, run.tokenizer, args.data, split=args.split,
+                        max_episodes=args.max_episodes, batch_size=args.batch)
+  evaluation = evaluator.run()
+  result = evaluation.report
+  result["meta"] = {"workdir": str(args.workdir), "checkpoint": args.checkpoint,
+                    "checkpoint_step": run.step, **result["meta"]}
+  report.write(evaluation, out)
   families = [k for k in result if k not in ("overall", "baselines", "meta")]
   width = max(len(f) for f in families + ["overall"])
   print(f"{'family':<{width}}  {'model':>6} {'silent':>6} {'turn_based':>10}")

@@ -1,8 +1,9 @@
 """Teacher-forced mel L1 of the audio head on held-out windows.
 
 Windows come from the evaluation pipeline (one ordered pass over the split). A forward pass is
-teacher-forced on the reference streams; for every audio output slot inside the episode the flow
-head samples mel from that slot's `local_hidden`, and the L1 distance to the target mel (the
+teacher-forced on the reference streams; every audio output slot inside the episode is sampled
+as streaming samples it (silence-mel unless its voicing logit says voiced, else the flow head
+from that slot's `local_hidden`), and the L1 distance to the target mel (the
 reference dMel bins' centres in the unit range of models/flow.py) is averaged over slots, frames
 and channels. `silent_mel_l1` is the same distance for a silence-mel output (the silent
 baseline).
@@ -39,8 +40,10 @@ def mel_l1(model: InteractionModel, config: ml_collections.ConfigDict,
   @jax.jit
   def sums(state, batch, rng):
     model = nnx.merge(graphdef, state)
-    hidden = jnp.take(model(batch)["local_hidden"], audio_slots, axis=2)
-    mel_BNKFM, _ = model.sample_mel(hidden, rng)
+    outputs = model(batch)
+    hidden = jnp.take(outputs["local_hidden"], audio_slots, axis=2)
+    noise = jax.random.normal(rng, batch["audio_out"].shape, jnp.float32)
+    mel_BNKFM, _ = model.sample_audio(hidden, outputs["voicing_logits"] > 0, noise)
     target = bins_to_unit(batch["audio_out"], n_bins)
     silence = bins_to_unit(jnp.full((), SILENCE_BIN), n_bins)
     mask_BNK = jnp.broadcast_to(batch["turn_mask"][..., None], mel_BNKFM.shape[:3])

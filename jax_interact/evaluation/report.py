@@ -8,12 +8,16 @@
 WER over all episodes and the teacher-forced mel L1 (mel.py; turn_based shares the model's).
     scores.png   each family's `score` for the three systems
     latency.png  per family, the distribution of its main latency for model and turn_based
+    timelines/<family>.png  a few episodes on a time axis: user speech, the reference's and the
+                 model's speech (words written in), the quiet intervals
 
 Everything is written to a temporary directory beside OUT and renamed into place.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -27,10 +31,11 @@ import numpy as np  # noqa: E402
 
 from jax_interact import atomic  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
-from jax_interact.evaluation import scoring  # noqa: E402
+from jax_interact.evaluation import scoring, transcripts  # noqa: E402
 from jax_interact.evaluation.baselines import BASELINES  # noqa: E402
 
 SYSTEMS = ("model",) + BASELINES
+STRIPS_PER_FAMILY = 3
 # The latency each family's histogram shows (an Observations key of its scorer).
 LATENCY_KEYS = {
     "turn_taking": "latency_s", "pause_handling": "latency_s", "interruption": "stop_latency_s",
@@ -38,6 +43,25 @@ LATENCY_KEYS = {
     "time_speak": "beat_error_s", "live_translation": "lag_s", "delegate": "result_latency_s",
 }
 Results = dict[str, dict[str, scoring.Observations]]  # system -> family -> pooled samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Strip:
+  """One episode to draw: who spoke when, and when the model had to be quiet."""
+
+  title: str
+  duration_s: float
+  user_s: tuple[transcripts.Interval, ...]
+  quiet_s: tuple[transcripts.Interval, ...]
+  reference: transcripts.Behaviour
+  model: transcripts.Behaviour
+
+  @classmethod
+  def of(cls, episode, behaviour: transcripts.Behaviour, chunk_ms: int) -> "Strip":
+    return cls(title=f"{episode.task} episode {episode.index}", duration_s=episode.duration_s,
+               user_s=transcripts.user_speech_s(episode),
+               quiet_s=tuple(tuple(q) for q in episode.annotations.get("quiet_s", [])),
+               reference=transcripts.reference(episode, chunk_ms), model=behaviour)
 
 
 def build(results: Results, overall_extra: dict[str, dict[str, Any]],
@@ -71,7 +95,9 @@ def markdown(report: dict[str, Any]) -> str:
   lines += [f"- {key}: {_format(value)}" for key, value in meta.items()
             if not isinstance(value, dict)]
   lines += ["", "Columns: the model; `silent` (never speaks); `turn_based` (the model's outputs "
-            "held until the user has been silent for 600 ms). Rates in [0, 1]; `*_s` in seconds.",
+            "held until the user has been silent for 600 ms). Rates in [0, 1]; `*_s` in seconds. "
+            "`words_without_voice`, `voice_without_words` and the `tf_`/`free_` decision "
+            "accuracies are explained in jax_interact/evaluation/diagnostics.py.",
             "", "![scores](scores.png)", "", "![latency](latency.png)", ""]
   sections = [k for k in report if k not in ("baselines", "meta")]
   for section in sections:
@@ -79,7 +105,10 @@ def markdown(report: dict[str, Any]) -> str:
     metrics = list(dict.fromkeys(k for c in columns for k in c))
     metrics.sort(key=lambda k: k != "score")
     count = meta.get("episodes_per_family", {}).get(section)
-    lines += [f"## {section}" + (f" ({count} episodes)" if count else ""), "",
+    lines += [f"## {section}" + (f" ({count} episodes)" if count else ""), ""]
+    if section != "overall":
+      lines += [f"![{section} timelines](timelines/{section}.png)", ""]
+    lines += [
               "| metric | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
     lines += ["| " + " | ".join([metric] + [_format(c.get(metric)) for c in columns]) + " |"
               for metric in metrics]
@@ -130,6 +159,30 @@ def plot_latencies(results: Results) -> plt.Figure:
   return fig
 
 
+def plot_strips(strips: list[Strip]) -> plt.Figure:
+  """One row per episode: user speech (grey), reference (orange) and model (blue) speech with
+  their words, quiet intervals (red)."""
+  width = max(8.0, max(s.duration_s for s in strips) * 0.9)
+  fig, axes = plt.subplots(len(strips), 1, figsize=(width, 1.9 * len(strips)), squeeze=False)
+  for ax, strip in zip(axes[:, 0], strips):
+    for lo, hi in strip.quiet_s:
+      ax.axvspan(lo, hi, color="tab:red", alpha=0.12, lw=0)
+    bands = (("user", strip.user_s, (), "0.55", 2), ("reference", strip.reference.active_s,
+             strip.reference.words, "tab:orange", 1), ("model", strip.model.active_s,
+             strip.model.words, "tab:blue", 0))
+    for _, intervals, words, colour, y in bands:
+      ax.broken_barh([(lo, hi - lo) for lo, hi in intervals], (y + 0.1, 0.5), color=colour)
+      for word in words:
+        ax.text(word.start_s, y + 0.7, word.text, fontsize=6, clip_on=True)
+    ax.set_yticks([2.35, 1.35, 0.35], [b[0] for b in bands])
+    ax.set_ylim(0, 3)
+    ax.set_xlim(0, strip.duration_s)
+    ax.set_title(strip.title, fontsize=8, loc="left")
+  axes[-1, 0].set_xlabel("wall time (s); red: the model should be quiet")
+  fig.tight_layout()
+  return fig
+
+
 def check_writable(out: pathlib.Path) -> None:
   """Raises unless `out` is absent, empty or an earlier report (which gets replaced)."""
   if out.exists() and (not out.is_dir() or (not (out / "report.json").is_file()
@@ -137,14 +190,21 @@ def check_writable(out: pathlib.Path) -> None:
     raise InputError(str(out), "exists and is not an evaluation report; refusing to replace it")
 
 
-def write(report: dict[str, Any], results: Results, out: str | os.PathLike) -> pathlib.Path:
+def write(evaluation, out: str | os.PathLike) -> pathlib.Path:
+  """Writes an `Evaluation` (command.py) into the folder `out`, atomically."""
   out = pathlib.Path(out)
   check_writable(out)
+  report = evaluation.report
   with atomic.directory(out) as tmp:
     (tmp / "report.json").write_text(json.dumps(report, indent=1))
     (tmp / "report.md").write_text(markdown(report))
-    figures = {"scores.png": plot_scores(report), "latency.png": plot_latencies(results)}
-    for name, fig in figures.items():
+    figures = {"scores.png": lambda: plot_scores(report),
+               "latency.png": lambda: plot_latencies(evaluation.results)}
+    figures |= {f"timelines/{family}.png": functools.partial(plot_strips, strips)
+                for family, strips in evaluation.strips.items()}
+    for name, draw in figures.items():
+      (tmp / name).parent.mkdir(exist_ok=True)
+      fig = draw()
       fig.savefig(tmp / name, dpi=100)
       plt.close(fig)
   return out

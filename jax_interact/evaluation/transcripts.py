@@ -6,11 +6,9 @@ spoken during [(t+1)T, (t+2)T). So a model word whose first text token sits in m
 
 Speech activity ("speaking") is the union of
   - the output window of every micro-turn holding a word token in its model-text slots, and
-  - every voiced audio token: one audio token covers k dMel frames (40 ms by default) of its
-    micro-turn's output window, and is voiced when its mean dMel bin over the k frames and M
-    channels lies more than VOICED_MARGIN_BINS above the silence bin. (The synthetic suite's
-    model voice has a median mean bin near 3.5 while speaking and exactly the silence bin 0
-    between utterances.)
+  - every voiced audio token (`streams.dmel.voiced`, the definition training's voicing targets
+    use too): one audio token covers k dMel frames (40 ms by default) of its micro-turn's
+    output window.
 Intervals closer than MERGE_GAP_S are merged, so the short gaps between words of one utterance
 do not count as the model falling silent.
 """
@@ -25,11 +23,10 @@ import numpy as np
 from data_pipelines.episode import Episode, Word
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.streams import timing
-from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import Layout
 from jax_interact.streams.tokenizer import DELEGATE, EMPTY_IDS, SPECIAL_PIECES, Tokenizer
 
-VOICED_MARGIN_BINS = 1.0
 MERGE_GAP_S = 0.3
 WORD_START = "\u2581"  # SentencePiece marks the first piece of a word with "▁"
 
@@ -80,12 +77,6 @@ def merge(intervals: Iterable[Interval], gap_s: float = MERGE_GAP_S) -> tuple[In
   return tuple((round(lo, 6), round(hi, 6)) for lo, hi in merged)
 
 
-def voiced_tokens(audio_out_KFM: np.ndarray) -> np.ndarray:
-  """bool [K]: which audio tokens of one output segment are voiced (module docstring)."""
-  mean_bin_K = np.asarray(audio_out_KFM, np.float32).mean(axis=(-2, -1))
-  return mean_bin_K > SILENCE_BIN + VOICED_MARGIN_BINS
-
-
 def decode_words(turn_ids: Iterable[tuple[int, Sequence[int]]], tokenizer: Tokenizer,
                  time_of_turn: Callable[[int], float]) -> tuple[list[TimedWord], list[float]]:
   """(words, delegate times) of text slots given as (micro-turn, ids) in order.
@@ -127,9 +118,9 @@ def from_outputs(outputs: Sequence[TurnOutput], layout: Layout, tokenizer: Token
     lo, hi = timing.output_window_s(out.turn, chunk_ms)
     if any(len(SPECIAL_PIECES) <= int(i) < tokenizer.size for i in out.text_out):
       active.append((lo, hi))
-    voiced = voiced_tokens(out.audio_out)
-    step = (hi - lo) / len(voiced)
-    active += [(lo + j * step, lo + (j + 1) * step) for j in np.flatnonzero(voiced)]
+    voiced_K = voiced(out.audio_out)
+    step = (hi - lo) / len(voiced_K)
+    active += [(lo + j * step, lo + (j + 1) * step) for j in np.flatnonzero(voiced_K)]
   return Behaviour(words=tuple(words), active_s=merge(active), delegate_s=tuple(delegate_s),
                    user_transcript=tuple(w.text for w in transcript))
 

@@ -72,6 +72,10 @@ class Engine:
     self.rows: list[_Row | None] = [None] * batch_size
     self._seed = seed
 
+  def set_params(self, params) -> None:
+    """Serves other weights of the same model (e.g. a newer training step); no recompile."""
+    self.params = params
+
   # Rows --------------------------------------------------------------------------------------
 
   def add(self, session_id: str) -> int:

@@ -21,6 +21,7 @@ so they are never attended to and never cached (shapes stay static).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -39,14 +40,28 @@ OUTPUT_KEYS = tuple(GROUP_KEYS[k] for k in OUTPUT_KINDS)
 
 @dataclasses.dataclass(frozen=True)
 class Sampling:
-  """How text slots are sampled: greedy when temperature == 0, else softmax(logits / T) top-p."""
+  """How output slots are sampled. Speaking is a decision in text as in audio: a text slot stays
+  `<sil>` while the probability of `<sil>` is at least `silence_threshold`, and otherwise holds
+  the most likely other token when temperature == 0 (greedy over the whole vocabulary would keep
+  a model silent whenever no single word is more likely than `<sil>`), or a draw from
+  softmax(logits / T) top-p. An audio slot is voiced when the voicing probability exceeds
+  `voicing_threshold`."""
 
   temperature: float = 0.0
   top_p: float = 1.0
+  silence_threshold: float = 0.5
+  voicing_threshold: float = 0.5
 
   @classmethod
   def from_config(cls, sample_config) -> "Sampling":
-    return cls(temperature=float(sample_config.temperature), top_p=float(sample_config.top_p))
+    return cls(temperature=float(sample_config.temperature), top_p=float(sample_config.top_p),
+               silence_threshold=float(sample_config.silence_threshold),
+               voicing_threshold=float(sample_config.voicing_threshold))
+
+  @property
+  def voicing_logit(self) -> float:
+    p = self.voicing_threshold
+    return math.log(p / (1 - p))
 
 
 @jax.tree_util.register_dataclass
@@ -129,9 +144,19 @@ def _ring_slots(pos_BT: jax.Array, sinks: int, ring: int) -> jax.Array:
   return jnp.where(pos_BT < sinks, pos_BT, sinks + (pos_BT - sinks) % ring)
 
 
+def greedy_text(logits_BV: jax.Array, silence_threshold: float) -> jax.Array:
+  """`<sil>` where its probability is at least `silence_threshold`, else the most likely other
+  token (Sampling's greedy rule). Works on numpy and jax arrays [..., V]."""
+  xp = jnp if isinstance(logits_BV, jax.Array) else np
+  p_sil = jax.nn.softmax(logits_BV, axis=-1)[..., tokenizer.SIL]
+  others = xp.where(xp.arange(logits_BV.shape[-1]) == tokenizer.SIL, -xp.inf, logits_BV)
+  return xp.where(p_sil >= silence_threshold, tokenizer.SIL,
+                  xp.argmax(others, axis=-1)).astype(xp.int32)
+
+
 def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> jax.Array:
   if sampling.temperature == 0.0:
-    return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+    return greedy_text(logits_BV, sampling.silence_threshold)
   logits_BV = logits_BV / sampling.temperature
   if sampling.top_p < 1.0:
     sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
@@ -175,7 +200,8 @@ def _temporal(model: InteractionModel, state: SessionState,
 
 def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, sampling: Sampling,
            forced: dict[str, jax.Array] | None):
-  """Step 3: the output segment slot by slot. Returns (outputs, text_logits, mel)."""
+  """Step 3: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
+  mel)."""
   layout = model.layout
   kinds_K = layout.kinds()[layout.input_len:]
   k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
@@ -223,32 +249,35 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
         ids_B = forced_text[:, index]
       new_text = jax.lax.dynamic_update_index_in_dim(text_BK, ids_B, index, axis=1)
       next_x_BD = model.local_next_input(model.text_embed(ids_B), kind)
-      return ((new_text, audio_BAKM, next_x_BD, cache), logits_BV,
+      return ((new_text, audio_BAKM, next_x_BD, cache), logits_BV, jnp.zeros((b,), jnp.float32),
               jnp.zeros((b, k, m), jnp.float32))
 
     def audio_branch(_):
-      mel_BKM, bins_BKM = jax.vmap(model.sample_mel)(h_BD, rng_B)
+      voicing_B = model.voicing_logits(h_BD)
+      noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(rng_B)
+      mel_BKM, bins_BKM = model.sample_audio(h_BD, voicing_B > sampling.voicing_logit, noise_BKM)
       if forced is not None:
         bins_BKM = forced_audio[:, index]
       new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
       next_x_BD = model.local_next_input(model.dmel_embed(bins_BKM), kind)
       return ((text_BK, new_audio, next_x_BD, cache), jnp.zeros((b, vocab), jnp.float32),
-              mel_BKM)
+              voicing_B, mel_BKM)
 
-    carry, logits_BV, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
-    return carry, (logits_BV, mel_BKM)
+    carry, logits_BV, voicing_B, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
+    return carry, (logits_BV, voicing_B, mel_BKM)
 
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
   first_x_BD = model.local_from_temporal(hidden_BD)
-  (text_BK, audio_BAKM, _, _), (logits_KBV, mel_KBFM) = jax.lax.scan(
+  (text_BK, audio_BAKM, _, _), (logits_KBV, voicing_KB, mel_KBFM) = jax.lax.scan(
       slot, (text_BK, audio_BAKM, first_x_BD, cache),
       (jnp.arange(len(kinds_K)), jnp.asarray(kinds_K, jnp.int32), jnp.asarray(group_index_K),
        jnp.asarray(is_audio_K), slot_rngs_KB))
   outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
              "audio_out": audio_BAKM}
-  text_logits = jnp.moveaxis(logits_KBV[~is_audio_K], 0, 1)  # [B, K_text, V]
+  logits = {"text_logits": jnp.moveaxis(logits_KBV[~is_audio_K], 0, 1),  # [B, K_text, V]
+            "voicing_logits": jnp.moveaxis(voicing_KB[is_audio_K], 0, 1)}  # [B, K_ao]
   mel = jnp.moveaxis(mel_KBFM[is_audio_K], 0, 1)  # [B, K_ao, k, M] unit range
-  return outputs, text_logits, mel
+  return outputs, logits, mel
 
 
 def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Array],
@@ -259,13 +288,13 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   `chunk` holds the input groups of one micro-turn (INPUT_KEYS, leading axis B). With `forced`
   (an output segment), those tokens are fed back instead of the samples (teacher forcing).
   Returns the new state and {user_transcript, text_out, audio_out (dMel bins), mel (unit range
-  float32 [B, K_ao, k, M]), text_logits [B, K_text, V], turn [B]}.
+  float32 [B, K_ao, k, M]), text_logits [B, K_text, V], voicing_logits [B, K_ao], turn [B]}.
   """
   hidden_BD, state = _temporal(model, state, chunk)
   # Each row draws from its own key, so a session's samples do not depend on its batch mates.
   rngs = jax.vmap(lambda key: jax.random.split(key, 2))(state.rng_B)
-  outputs, text_logits, mel = _local(model, hidden_BD, rngs[:, 1], sampling, forced)
-  result = dict(outputs, mel=mel, text_logits=text_logits, turn=state.turn_B)
+  outputs, logits, mel = _local(model, hidden_BD, rngs[:, 1], sampling, forced)
+  result = dict(outputs, **logits, mel=mel, turn=state.turn_B)
   state = dataclasses.replace(state, turn_B=state.turn_B + 1, prev_outputs=outputs,
                               rng_B=rngs[:, 0])
   return state, result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from typing import Sequence
 
 import jax
 import ml_collections
@@ -27,19 +28,38 @@ class Trained:
   step: int
 
 
-def load(workdir: str | pathlib.Path) -> Trained:
-  """Loads W/config.json, the latest checkpoint's model state (on one device) and the tokenizer
-  (W/tokenizer.model, else the training dataset's)."""
+# Config sections a served run may change: how it samples and how it runs background jobs.
+RUNTIME_SECTIONS = ("sample", "background")
+
+
+def load(workdir: str | pathlib.Path, checkpoint: str = checkpointing.LATEST,
+         overrides: Sequence[str] = ()) -> Trained:
+  """Loads W/config.json, a checkpoint's model state (on one device) and the tokenizer
+  (W/tokenizer.model, else the training dataset's). `checkpoint`: "latest" (the last periodic
+  checkpoint) or "best" (the best interactivity score during training, W/best). `overrides`
+  (`sample.key=value`, `background.key=value`) change runtime settings, never the model."""
   workdir = pathlib.Path(workdir)
   config_path = workdir / "config.json"
   if not config_path.is_file():
     raise InputError(str(workdir), "not a training workdir (no config.json); train first")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  try:
+    saved = json.loads(config_path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise InputError(str(config_path), f"not valid JSON ({e})") from None
+  config = config_lib.from_saved(saved, str(config_path))
+  for item in overrides:
+    key = item.removeprefix("--").removeprefix("config.")
+    if not key.startswith(tuple(f"{section}." for section in RUNTIME_SECTIONS)):
+      raise InputError(f"--config.{key.split('=')[0]}", "a trained run takes only runtime "
+                       f"settings here: --config.{{{','.join(RUNTIME_SECTIONS)}}}.key=value")
+  config_lib.apply_overrides(config, overrides)
   config_lib.validate(config, str(config_path))
-  checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
+  checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint, checkpoint)
   step = checkpoints.latest_step()
   if step is None:
-    raise InputError(str(workdir / "checkpoints"), "holds no checkpoint")
+    hint = (" (it is written by training with --config.train.interact_every_steps)"
+            if checkpoint == checkpointing.BEST else "")
+    raise InputError(str(checkpoints.directory), f"holds no checkpoint{hint}")
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(config, nnx.Rngs(0))))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   state = checkpoints.restore_model_state(step, checkpointing.abstract_like(

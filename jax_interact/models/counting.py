@@ -71,6 +71,7 @@ def _uses_per_turn(path: tuple[str, ...], config: ml_collections.ConfigDict,
     return layout.count(SlotKind.VIDEO) * per_patch
   return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
           "local": layout.output_len, "text_head": text_slots,
+          "voicing_head": layout.count(SlotKind.AUDIO_OUT),
           "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
 
 

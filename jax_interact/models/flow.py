@@ -71,9 +71,10 @@ class FlowHead(nnx.Module):
     error = self.velocity(x_t, t, cond_NC) - (x1 - x0)
     return jnp.mean(jnp.square(error), axis=(-2, -1))
 
-  def sample(self, cond_NC: jax.Array, rng: jax.Array, steps: int) -> jax.Array:
-    """Euler integration from noise: float32 mel in unit range [..., frames, n_mels]."""
-    x = jax.random.normal(rng, (*cond_NC.shape[:-1], self.frames, self.n_mels), jnp.float32)
+  def sample(self, cond_NC: jax.Array, x0_NFM: jax.Array, steps: int) -> jax.Array:
+    """Euler integration from the noise `x0_NFM` (standard normal, float32 [..., frames,
+    n_mels]): float32 mel in unit range, same shape."""
+    x = x0_NFM
     for step in range(steps):
       t = jnp.full(cond_NC.shape[:-1], step / steps, jnp.float32)
       x = x + self.velocity(x, t, cond_NC) / steps

@@ -5,12 +5,13 @@ Training (`__call__`): every slot of every micro-turn is embedded, the window is
 sliding-window-plus-sinks mask. For every micro-turn in parallel the local decoder then reads
 [temporal hidden state at the last input position] + [embeddings of output slots 0..K-2] (teacher
 forcing, causal) and predicts each output slot: text slots through a text unembedding, audio slots
-through the flow-matching head.
+through a voicing logit (is this 40 ms token voiced at all?) and, for voiced ones, the
+flow-matching head. An unvoiced slot is exact silence-mel (SPEC §4): speaking is a decision.
 
 Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
 `embed_output_segment`, `temporal` (new tokens + cached keys/values, see transformer.py),
 `local_inputs` + `local` (causal, so slot j's hidden state depends only on slots < j: a runtime
-decodes slot by slot against a small cache), `text_logits` and `sample_mel`.
+decodes slot by slot against a small cache), `text_logits`, `voicing_logits` and `sample_audio`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from jax_interact.errors import ConfigError
 from jax_interact.models.attention import Window
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
-from jax_interact.models.flow import FlowHead, unit_to_bins
+from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
 from jax_interact.models.layers import Dense, Precision, param, placement
 from jax_interact.models.losses import LossWeights
 from jax_interact.models.transformer import Dims, Transformer
+from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
@@ -92,6 +94,7 @@ class InteractionModel(nnx.Module):
     self.local = Transformer(local_dims(m), precision, remat=m.remat, scan_layers=m.scan_layers,
                              rngs=rngs)
     self.text_head = Dense(d_local, m.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
+    self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
     self.flow = FlowHead(d_local, s.frames_per_token, s.n_mels, m.flow_hidden, precision,
                          rngs=rngs)
 
@@ -165,9 +168,24 @@ class InteractionModel(nnx.Module):
     """float32 [..., vocab] from local hidden states [..., d_local]."""
     return self.text_head(local_hidden).astype(jnp.float32)
 
-  def sample_mel(self, local_hidden: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(mel in unit range float32 [..., k, M], re-quantised dMel bins uint8 [..., k, M])."""
-    mel = self.flow.sample(local_hidden, rng, self.flow_steps)
+  def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
+    """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
+    voiced (`streams.dmel.voiced` of its target)."""
+    return self.voicing_head(local_hidden)[..., 0].astype(jnp.float32)
+
+  def sample_audio(self, local_hidden: jax.Array, voiced: jax.Array,
+                   noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mel in unit range float32 [..., k, M], dMel bins uint8 [..., k, M]) of audio slots.
+
+    Where `voiced` (bool [...]) is False the slot is exact silence-mel; the flow head runs (from
+    the standard-normal `noise` [..., k, M]) only when some slot is voiced, and its mel is
+    re-quantised to bins for feedback.
+    """
+    silence = jnp.full(noise.shape, bins_to_unit(jnp.asarray(SILENCE_BIN), self.dmel_bins))
+    mel = jax.lax.cond(jnp.any(voiced),
+                       lambda: self.flow.sample(local_hidden, noise, self.flow_steps),
+                       lambda: silence)
+    mel = jnp.where(voiced[..., None, None], mel, silence)
     return mel, unit_to_bins(mel, self.dmel_bins)
 
   # Training forward ------------------------------------------------------------------------
@@ -176,7 +194,7 @@ class InteractionModel(nnx.Module):
     """Teacher-forced forward over a batch of windows (layout.py format).
 
     Returns text_logits float32 [B, N, K_text, vocab] (user transcript then model text slots,
-    in layout order), local_hidden [B, N, output_len, d_local], temporal_hidden
+    in layout order), voicing_logits float32 [B, N, K_ao], local_hidden [B, N, output_len, d_local], temporal_hidden
     [B, N * turn_len, D] and moe_aux_loss (a scalar).
     """
     layout = self.layout
@@ -191,6 +209,8 @@ class InteractionModel(nnx.Module):
     local_hidden = sharding.constrain(local_hidden.reshape(b, n, layout.output_len, -1),
                                       ("batch", None, None, "embed"))
     text_hidden = jnp.take(local_hidden, layout.output_slots(TEXT_OUTPUT_KINDS), axis=2)
-    return {"text_logits": self.text_logits(text_hidden), "local_hidden": local_hidden,
+    audio_hidden = jnp.take(local_hidden, layout.output_slots((SlotKind.AUDIO_OUT,)), axis=2)
+    return {"text_logits": self.text_logits(text_hidden),
+            "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
 

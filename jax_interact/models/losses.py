@@ -1,12 +1,15 @@
-"""Training losses (SPEC §4): text cross-entropy and flow matching on output slots only.
+"""Training losses (SPEC §4): text cross-entropy, voicing and flow matching on output slots only.
 
 Input slots are never targets. Every output slot carries a weight within its stream
 (`slot_weights`): 0 on input slots and in micro-turns outside the episode (turn_mask False),
-`silence_weight` on text targets equal to `<sil>`, 1 otherwise. Each stream's loss is its
-weighted mean; the total is
+`silence_weight` on text targets equal to `<sil>`, 1 otherwise. Audio slots have two losses:
+the voicing cross-entropy of every slot against `streams.dmel.voiced` of its target, and the
+flow-matching loss of the voiced ones only (an unvoiced slot is exact silence and skips the flow
+head). Each stream's loss is its weighted mean; the total is
 
   loss = transcript_weight * transcript_loss + text_weight * text_loss
-         + audio_weight * flow_loss + moe_aux_weight * moe_aux_loss.
+         + voicing_weight * voicing_loss + audio_weight * flow_loss
+         + moe_aux_weight * moe_aux_loss.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import optax
 
+from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 from jax_interact.streams.tokenizer import SIL
 
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
 class LossWeights:
   text: float
   transcript: float
+  voicing: float
   audio: float
   silence: float
   moe_aux: float
@@ -35,7 +41,7 @@ class LossWeights:
   @classmethod
   def from_config(cls, loss_config) -> "LossWeights":
     return cls(text=loss_config.text_weight, transcript=loss_config.transcript_weight,
-               audio=loss_config.audio_weight, silence=loss_config.silence_weight,
+               voicing=loss_config.voicing_weight, audio=loss_config.audio_weight, silence=loss_config.silence_weight,
                moe_aux=loss_config.moe_aux_weight)
 
 
@@ -51,6 +57,11 @@ def slot_weights(layout: Layout, batch: dict[str, jax.Array],
       groups.append(jnp.full(shape, 1.0 if kind == SlotKind.AUDIO_OUT else 0.0))
   weights = jnp.concatenate(groups, axis=-1).astype(jnp.float32)
   return weights * batch["turn_mask"].astype(jnp.float32)[..., None]
+
+
+def voicing_targets(batch: dict[str, jax.Array]) -> jax.Array:
+  """bool [B, N, K_ao]: which audio output slots are voiced, the evaluation's definition."""
+  return voiced(batch["audio_out"], xp=jnp)
 
 
 def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
@@ -77,12 +88,19 @@ def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array],
   text_loss = _weighted_mean(nll_BNK, text_weights_BNK * ~is_transcript)
 
   audio_slots = layout.output_slots((SlotKind.AUDIO_OUT,))
+  audio_weights_BNK = output_weights[..., audio_slots]
+  voiced_BNK = voicing_targets(batch)
+  voicing_logits_BNK = outputs["voicing_logits"]
+  voicing_BNK = optax.sigmoid_binary_cross_entropy(voicing_logits_BNK,
+                                                   voiced_BNK.astype(jnp.float32))
+  voicing_loss = _weighted_mean(voicing_BNK, audio_weights_BNK)
   cond_BNKC = jnp.take(outputs["local_hidden"], audio_slots, axis=2)
   flow_BNK = model.flow.loss(cond_BNKC, batch["audio_out"], model.dmel_bins, rng)
-  flow_loss = _weighted_mean(flow_BNK, output_weights[..., audio_slots])
+  flow_loss = _weighted_mean(flow_BNK, audio_weights_BNK * voiced_BNK)
 
   loss = (weights.transcript * transcript_loss + weights.text * text_loss +
-          weights.audio * flow_loss + weights.moe_aux * outputs["moe_aux_loss"])
+          weights.voicing * voicing_loss + weights.audio * flow_loss +
+          weights.moe_aux * outputs["moe_aux_loss"])
   spoken = (targets_BNK != SIL) & (text_weights_BNK > 0)
   correct = jnp.argmax(logits_BNKV, axis=-1) == targets_BNK
   metrics = {
@@ -90,6 +108,9 @@ def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array],
       "text_loss": text_loss,
       "transcript_loss": transcript_loss,
       "flow_loss": flow_loss,
+      "voicing_loss": voicing_loss,
+      "voicing_accuracy": _weighted_mean((voicing_logits_BNK > 0) == voiced_BNK,
+                                         audio_weights_BNK),
       "text_accuracy": _weighted_mean(correct, spoken),
       "tokens": jnp.sum(batch["turn_mask"].astype(jnp.float32)) * layout.turn_len,
       "moe_aux_loss": outputs["moe_aux_loss"],

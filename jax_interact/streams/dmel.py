@@ -23,6 +23,11 @@ from typing import Any
 import numpy as np
 
 SILENCE_BIN = 0  # the lowest bin, where digital silence falls: what empty audio slots hold
+# An audio token (k frames x M channels of bins) is *voiced* when its mean bin lies more than this
+# above SILENCE_BIN. The synthetic model voice has a median mean bin near 3.5 while speaking and
+# exactly SILENCE_BIN between utterances. The voicing targets of training and the evaluation's
+# notion of "speaking" both come from `voiced`.
+VOICED_MARGIN_BINS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +164,9 @@ def dequantize(bins: Any, spec: DMelSpec, xp: Any = np) -> Any:
   """float32 log-mel at the centre of each bin."""
   return (spec.log_min + (xp.asarray(bins).astype(xp.float32) + 0.5) * bin_width(spec)).astype(
       xp.float32)
+
+
+def voiced(bins_KFM: Any, xp: Any = np) -> Any:
+  """bool [...]: which audio tokens (bins [..., k, M]) are voiced (see VOICED_MARGIN_BINS)."""
+  mean_bin = xp.mean(xp.asarray(bins_KFM).astype(xp.float32), axis=(-2, -1))
+  return mean_bin > SILENCE_BIN + VOICED_MARGIN_BINS

@@ -1,7 +1,8 @@
 """Orbax checkpoints of one run: model state, optimizer state, data iterator and config.
 
 `W/checkpoints/<step>/` holds the items `state`, `opt_state`, `config` and, when training reads
-a dataset, `data` (the Grain iterator state, one file per process). Orbax writes each step to a
+a dataset, `data` (the Grain iterator state, one file per process). `W/best/<step>/` holds the
+model state of the step that scored best in the interactivity evaluation during training. Orbax writes each step to a
 temporary directory and renames it when complete, so a killed run never leaves a half-written
 checkpoint behind; restarting in the same workdir resumes from the latest one.
 """
@@ -45,21 +46,28 @@ def _array_registry() -> ocp.type_handlers.TypeHandlerRegistry:
   return ocp.type_handlers.create_type_handler_registry((jax.Array, handler))
 
 
-class Checkpoints:
-  """The checkpoints directory of a workdir."""
+LATEST, BEST = "latest", "best"
+_DIRECTORIES = {LATEST: "checkpoints", BEST: "best"}
 
-  def __init__(self, workdir: pathlib.Path, checkpoint_config):
-    self.directory = workdir / "checkpoints"
+
+class Checkpoints:
+  """A checkpoints directory of a workdir: `W/checkpoints` (which="latest", the run's periodic
+  checkpoints) or `W/best` (which="best": the one step with the best interactivity score seen
+  during training, model state and config only, plus its scores in the item `interactivity`)."""
+
+  def __init__(self, workdir: pathlib.Path, checkpoint_config, which: str = LATEST):
+    self.directory = workdir / _DIRECTORIES[which]
     arrays = ocp.PyTreeCheckpointHandler(type_handler_registry=_array_registry())
     self.manager = ocp.CheckpointManager(
         self.directory.absolute(),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=checkpoint_config.max_to_keep,
-            enable_async_checkpointing=checkpoint_config.async_save,
+            max_to_keep=checkpoint_config.max_to_keep if which == LATEST else 1,
+            enable_async_checkpointing=checkpoint_config.async_save and which == LATEST,
             cleanup_tmp_directories=True,
         ),
         item_handlers={"state": arrays, "opt_state": arrays,
                        "config": ocp.JsonCheckpointHandler(),
+                       "interactivity": ocp.JsonCheckpointHandler(),
                        "data": grain.checkpoint.CheckpointHandler()})
 
   def latest_step(self) -> int | None:
@@ -82,6 +90,22 @@ class Checkpoints:
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**items))
+
+  def save_best(self, step: int, state, config: ml_collections.ConfigDict,
+                scores: dict[str, Any]) -> None:
+    """Replaces the kept checkpoint with the model state of `step` and its `scores`."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict()),
+        interactivity=ocp.args.JsonSave(scores)))
+    self.manager.wait_until_finished()
+
+  def best_scores(self) -> dict[str, Any] | None:
+    """The `interactivity` item of the kept best checkpoint (None when there is none)."""
+    step = self.latest_step()
+    if step is None:
+      return None
+    return self.manager.restore(step, args=ocp.args.Composite(
+        interactivity=ocp.args.JsonRestore()))["interactivity"]
 
   def restore(self, step: int, abstract_state, abstract_opt_state, data_iterator=None):
     """(state, opt_state) placed with the shardings of the abstract targets; the data iterator

@@ -100,6 +100,11 @@ class MetricsLog:
       self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}",
                            refresh=False)
 
+  def note(self, line: str) -> None:
+    """Prints a line above the progress bar."""
+    if self.enabled:
+      self.bar.write(line)
+
   def close(self) -> None:
     if self.enabled:
       self.bar.close()

@@ -1,0 +1,171 @@
+"""Featurized episodes, cached beside their dataset: featurize once, then a window is a slice.
+
+    DIR/features/<key>/layout.json              {split: {"episodes", "micro_turns", groups}}
+    DIR/features/<key>/<split>.offsets.npy      int64 [episodes + 1]: episode i owns micro-turns
+                                                offsets[i]:offsets[i + 1]
+    DIR/features/<key>/<split>.<group>.bin      every episode's `featurize.featurize_episode`
+                                                arrays of that group, concatenated along the
+                                                micro-turn axis (raw, memory-mapped when read)
+
+`key` hashes the stream config (slot counts, mel channels, frame size) with FORMAT_VERSION, so
+configs that lay micro-turns out differently get caches of their own. `ensure` builds a missing
+cache once, in worker processes, streaming every group to disk (memory stays flat however many
+episodes there are), in a temporary folder renamed into place: a crash leaves no half cache.
+Reading (`Features`) opens the files lazily, so it pickles cheaply into Grain workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tqdm
+
+from data_pipelines import dataset
+from data_pipelines import featurize
+from data_pipelines import tfds_builder
+from jax_interact.streams.layout import Layout
+
+FORMAT_VERSION = 1
+FEATURES_DIR = "features"
+LAYOUT = "layout.json"
+_EPISODES_PER_WORKER = 50
+
+Tracks = dict[str, np.ndarray]
+
+
+def cache_key(stream_config: ml_collections.ConfigDict) -> str:
+  text = json.dumps({"format": FORMAT_VERSION, "stream": stream_config.to_dict()}, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_dir(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict) -> pathlib.Path:
+  return pathlib.Path(data_dir) / FEATURES_DIR / cache_key(stream_config)
+
+
+@functools.cache
+def _worker_inputs(data_dir: str, split: str, stream_json: str):
+  """(episodes, layout, tokenizer, stream config) opened once per worker process."""
+  stream = ml_collections.ConfigDict(json.loads(stream_json))
+  return (dataset.open_split(data_dir, split), Layout.from_config(stream),
+          dataset.load_tokenizer(data_dir), stream)
+
+
+def _featurize(job: tuple[str, str, str, int]) -> Tracks:
+  data_dir, split, stream_json, i = job
+  episodes, layout, tokenizer, stream = _worker_inputs(data_dir, split, stream_json)
+  tracks, _ = featurize.featurize_episode(episodes[i], layout, tokenizer, stream)
+  return tracks
+
+
+def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict, *,
+           workers: int = 0, progress: bool = True) -> pathlib.Path:
+  """The feature cache of `data_dir` for `stream_config`, built first if missing.
+
+  `workers` processes featurize (0: all cores; 1: this process). Safe to call from several
+  processes at once: each builds privately and the first rename wins.
+  """
+  target = cache_dir(data_dir, stream_config)
+  if (target / LAYOUT).is_file():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+  try:
+    stream_json = json.dumps(stream_config.to_dict())
+    sizes = {split: len(dataset.open_split(data_dir, split)) for split in tfds_builder.SPLITS}
+    bar = tqdm.tqdm(total=sum(sizes.values()), unit="episode", desc="featurizing",
+                    disable=not progress)
+    # Spawning workers costs seconds; small datasets featurize faster in this process.
+    workers = min(workers or os.cpu_count() or 1, -(-sum(sizes.values()) // _EPISODES_PER_WORKER))
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    layout = {}
+    try:
+      for split, n in sizes.items():
+        jobs = [(str(data_dir), split, stream_json, i) for i in range(n)]
+        tracks = pool.imap(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
+        layout[split] = _write_split(tmp, split, tracks, bar)
+    finally:
+      bar.close()
+      if pool:
+        pool.close()
+        pool.join()
+    (tmp / LAYOUT).write_text(json.dumps(layout, indent=1))
+    try:
+      os.rename(tmp, target)
+    except OSError:  # another process finished first; its cache is the same
+      if not (target / LAYOUT).is_file():
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return target
+
+
+def _write_split(out: pathlib.Path, split: str, episodes, bar: tqdm.tqdm) -> dict[str, Any]:
+  """Streams each episode's tracks to `<split>.<group>.bin`; returns the split's layout entry."""
+  files, groups, offsets = {}, {}, [0]
+  try:
+    for tracks in episodes:
+      for group, array in tracks.items():
+        if group not in files:
+          files[group] = open(out / f"{split}.{group}.bin", "wb")
+          groups[group] = {"dtype": array.dtype.str, "shape": list(array.shape[1:])}
+        files[group].write(np.ascontiguousarray(array).tobytes())
+      offsets.append(offsets[-1] + len(tracks["turn"]))
+      bar.update()
+  finally:
+    for f in files.values():
+      f.close()
+  np.save(out / f"{split}.offsets.npy", np.asarray(offsets, np.int64))
+  return {"episodes": len(offsets) - 1, "micro_turns": offsets[-1], "groups": groups}
+
+
+class Features:
+  """One split's featurized episodes: `len`, `num_turns(i)` and `window(i, start, n)`."""
+
+  def __init__(self, directory: str | os.PathLike, split: str):
+    self.directory = pathlib.Path(directory)
+    self.split = split
+    entry = json.loads((self.directory / LAYOUT).read_text())[split]
+    self._groups = entry["groups"]
+    self._episodes = entry["episodes"]
+    self._micro_turns = entry["micro_turns"]
+    self._arrays: dict[str, np.ndarray] | None = None
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {**self.__dict__, "_arrays": None}  # memory maps are reopened where unpickled
+
+  def _open(self) -> dict[str, np.ndarray]:
+    if self._arrays is None:
+      arrays = {"offsets": np.load(self.directory / f"{self.split}.offsets.npy")}
+      for group, spec in self._groups.items():
+        arrays[group] = np.memmap(self.directory / f"{self.split}.{group}.bin", mode="r",
+                                  dtype=np.dtype(spec["dtype"]),
+                                  shape=(self._micro_turns, *spec["shape"]))
+      self._arrays = arrays
+    return self._arrays
+
+  def __len__(self) -> int:
+    return self._episodes
+
+  def num_turns(self, i: int) -> int:
+    offsets = self._open()["offsets"]
+    return int(offsets[i + 1] - offsets[i])
+
+  def tracks(self, i: int) -> Tracks:
+    """Episode i's arrays (read-only views), as `featurize.featurize_episode` returns them."""
+    arrays = self._open()
+    lo, hi = arrays["offsets"][i], arrays["offsets"][i + 1]
+    return {group: arrays[group][lo:hi] for group in self._groups}
+
+  def window(self, i: int, start: int, n: int) -> Tracks:
+    """Micro-turns [start, start + n) of episode i (`featurize.window`: padded past its end)."""
+    return featurize.window(self.tracks(i), start, n)

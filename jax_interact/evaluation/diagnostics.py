@@ -1,0 +1,118 @@
+"""Why a family scores what it scores: speech sources, decisions at the moments that matter.
+
+Speech sources. The scorers count a micro-turn as speech when its model-text slots hold a word
+or an audio slot is voiced. A healthy model voices its words: it has few
+  words_without_voice   micro-turns holding a word token with no voiced audio in them or the
+                        next micro-turn (text the user never hears), and few
+  voice_without_words   voiced micro-turns with no word token in the WORD_SPAN_TURNS before
+                        (the audio head speaking on its own).
+Both are fractions of the model's word / voiced micro-turns.
+
+Decisions at moments. For each episode the annotations say when the reference starts speaking
+(every response's first word: the answer after a question, a count after a bounce, a beat, a
+result that arrived) and when it must be quiet (the quiet intervals: pauses, after a barge-in,
+before a cue). At each such micro-turn the decision "speak" (a word token or voiced audio) is
+compared with the reference's:
+  start_accuracy   speaks in the micro-turn whose output window holds the response's start
+  quiet_accuracy   silent in the micro-turns whose output window lies inside a quiet interval
+Measured twice: `tf_*` teacher-forced (the model's prediction with the reference's past fed
+back, `session.step(..., forced=...)`), and `free_*` from the free-running stream. Teacher
+forced, later slots of a micro-turn see the reference's earlier ones, so the decision is read
+where it is first made: a word starts when the first model-text slot decodes to a word by the
+sampler's greedy rule (`session.greedy_text`), and speech goes on (quiet moments only) when the
+first audio slot is voiced given the reference's text. High tf and
+low free accuracy means the model can predict the moment but drifts once its own samples are
+fed back; both low means it cannot predict it yet.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_interact.evaluation.scoring import Observations
+from jax_interact.inference import session
+from jax_interact.inference.engine import TurnOutput
+from jax_interact.models.interaction import InteractionModel
+from jax_interact.streams import timing
+from jax_interact.streams.dmel import voiced
+from jax_interact.streams.layout import SlotKind
+from jax_interact.streams.tokenizer import SPECIAL_PIECES
+
+WORD_SPAN_TURNS = 3  # a word lasts at most this many micro-turns (0.6 s) after its first token
+
+
+def is_word(ids: np.ndarray) -> np.ndarray:
+  """bool [...]: token ids that are words (not `<sil>`, `<pad>` or another special)."""
+  return np.asarray(ids) >= len(SPECIAL_PIECES)
+
+
+def speaking(text_out_TK: np.ndarray, audio_out_TKFM: np.ndarray) -> np.ndarray:
+  """bool [T]: micro-turns whose output holds a word token or a voiced audio slot."""
+  return is_word(text_out_TK).any(axis=-1) | voiced(audio_out_TKFM).any(axis=-1)
+
+
+def speech_sources(outputs: Sequence[TurnOutput]) -> Observations:
+  """`words_without_voice` and `voice_without_words` samples of one streamed episode."""
+  words_T = np.array([is_word(o.text_out).any() for o in outputs])
+  voiced_T = np.array([voiced(o.audio_out).any() for o in outputs])
+  voiced_next_T = voiced_T | np.append(voiced_T[1:], False)
+  recent_words_T = np.array([words_T[max(0, t - WORD_SPAN_TURNS):t + 1].any()
+                             for t in range(len(words_T))])
+  return {"words_without_voice": [float(not v) for v in voiced_next_T[words_T]],
+          "voice_without_words": [float(not w) for w in recent_words_T[voiced_T]]}
+
+
+def moments(annotations: dict, n_turns: int, chunk_ms: int) -> tuple[list[int], list[int]]:
+  """(micro-turns where the reference starts a response, micro-turns inside quiet intervals)."""
+  starts = sorted({timing.model_word_turn(r["start_s"], chunk_ms)[0]
+                   for r in annotations.get("responses", [])})
+  quiet = set()
+  for lo, hi in annotations.get("quiet_s", []):
+    for t in range(n_turns):
+      window_lo, window_hi = timing.output_window_s(t, chunk_ms)
+      if lo <= window_lo and window_hi <= hi:
+        quiet.add(t)
+  return [t for t in starts if t < n_turns], sorted(quiet)
+
+
+def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: dict,
+                      chunk_ms: int, prefix: str) -> Observations:
+  """`<prefix>start_accuracy` and `<prefix>quiet_accuracy` samples of one episode, from the
+  micro-turns in which the model starts speaking (bool [T]) and those in which it speaks."""
+  starts, quiet = moments(annotations, len(speaks_T), chunk_ms)
+  return {f"{prefix}start_accuracy": [float(starts_T[t]) for t in starts],
+          f"{prefix}quiet_accuracy": [float(not speaks_T[t]) for t in quiet]}
+
+
+class TeacherForced:
+  """The model's teacher-forced decisions in each micro-turn of featurized episodes (module
+  docstring). Compiled once; `__call__` takes new parameters."""
+
+  def __init__(self, model: InteractionModel, sampling: session.Sampling):
+    self.model = model
+    self.sampling = sampling
+    _, self._step = session.jit_step(model)
+
+  def __call__(self, params, windows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(starts a word, speaks) bool [B, N] each, for a batch of windows
+    (data_pipelines.featurize format, [B, N, ...])."""
+    layout = self.model.layout
+    batch, n = windows["turn"].shape
+    state = session.init_state(self.model, batch, seed=0)
+    first_text = layout.count(SlotKind.USER_TRANSCRIPT)
+    starts_TB, voiced_TB = [], []
+    for t in range(n):
+      chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
+      forced = {k: jnp.asarray(windows[k][:, t]) for k in session.OUTPUT_KEYS}
+      state, out = self._step(params, state, chunk, forced)
+      out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
+      first_word = session.greedy_text(out["text_logits"][:, first_text],
+                                       self.sampling.silence_threshold)
+      starts_TB.append(is_word(first_word))
+      voiced_TB.append(out["voicing_logits"][:, 0] > self.sampling.voicing_logit)
+    starts_BN = np.stack(starts_TB, axis=1)
+    return starts_BN, starts_BN | np.stack(voiced_TB, axis=1)
