@@ -1,15 +1,16 @@
 """Featurized episodes, cached beside their dataset: featurize once, then a window is a slice.
 
-    DIR/features/<key>/layout.json              {split: {"episodes", "micro_turns", groups}}
-    DIR/features/<key>/<split>.offsets.npy      int64 [episodes + 1]: episode i owns micro-turns
-                                                offsets[i]:offsets[i + 1]
-    DIR/features/<key>/<split>.<group>.bin      every episode's `featurize.featurize_episode`
-                                                arrays of that group, concatenated along the
-                                                micro-turn axis (raw, memory-mapped when read)
+    DIR/features/<key>/<split>/layout.json   {"episodes", "micro_turns", "groups": {group:
+                                             {"dtype", "shape"}}}
+    DIR/features/<key>/<split>/offsets.npy   int64 [episodes + 1]: episode i owns micro-turns
+                                             offsets[i]:offsets[i + 1]
+    DIR/features/<key>/<split>/<group>.bin   every episode's `featurize.featurize_episode` arrays
+                                             of that group, concatenated along the micro-turn
+                                             axis (raw, memory-mapped when read)
 
 `key` hashes the stream config (slot counts, mel channels, frame size) with FORMAT_VERSION, so
 configs that lay micro-turns out differently get caches of their own. `ensure` builds a missing
-cache once, in worker processes, streaming every group to disk (memory stays flat however many
+split once, in worker processes, streaming every group to disk (memory stays flat however many
 episodes there are), in a temporary folder renamed into place: a crash leaves no half cache.
 Reading (`Features`) opens the files lazily, so it pickles cheaply into Grain workers.
 """
@@ -32,7 +33,6 @@ import tqdm
 
 from data_pipelines import dataset
 from data_pipelines import featurize
-from data_pipelines import tfds_builder
 from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
@@ -67,37 +67,31 @@ def _featurize(job: tuple[str, str, str, int]) -> Tracks:
   return tracks
 
 
-def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict, *,
+def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict, split: str, *,
            workers: int = 0, progress: bool = True) -> pathlib.Path:
-  """The feature cache of `data_dir` for `stream_config`, built first if missing.
+  """The feature cache of one split of `data_dir` for `stream_config`, built first if missing.
 
   `workers` processes featurize (0: all cores; 1: this process). Safe to call from several
   processes at once: each builds privately and the first rename wins.
   """
-  target = cache_dir(data_dir, stream_config)
+  target = cache_dir(data_dir, stream_config) / split
   if (target / LAYOUT).is_file():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
   try:
     stream_json = json.dumps(stream_config.to_dict())
-    sizes = {split: len(dataset.open_split(data_dir, split)) for split in tfds_builder.SPLITS}
-    bar = tqdm.tqdm(total=sum(sizes.values()), unit="episode", desc="featurizing",
-                    disable=not progress)
-    # Spawning workers costs seconds; small datasets featurize faster in this process.
-    workers = min(workers or os.cpu_count() or 1, -(-sum(sizes.values()) // _EPISODES_PER_WORKER))
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-    layout = {}
-    try:
-      for split, n in sizes.items():
-        jobs = [(str(data_dir), split, stream_json, i) for i in range(n)]
-        tracks = pool.imap(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
-        layout[split] = _write_split(tmp, split, tracks, bar)
-    finally:
-      bar.close()
-      if pool:
-        pool.close()
-        pool.join()
+    n = len(dataset.open_split(data_dir, split))
+    # Spawning workers costs seconds; small splits featurize faster in this process.
+    workers = min(workers or os.cpu_count() or 1, -(-n // _EPISODES_PER_WORKER))
+    jobs = [(str(data_dir), split, stream_json, i) for i in range(n)]
+    with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
+                   disable=not progress) as bar:
+      if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+          layout = _write(tmp, pool.imap(_featurize, jobs, chunksize=4), bar)
+      else:
+        layout = _write(tmp, map(_featurize, jobs), bar)
     (tmp / LAYOUT).write_text(json.dumps(layout, indent=1))
     try:
       os.rename(tmp, target)
@@ -109,14 +103,14 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
   return target
 
 
-def _write_split(out: pathlib.Path, split: str, episodes, bar: tqdm.tqdm) -> dict[str, Any]:
-  """Streams each episode's tracks to `<split>.<group>.bin`; returns the split's layout entry."""
+def _write(out: pathlib.Path, episodes, bar: tqdm.tqdm) -> dict[str, Any]:
+  """Streams each episode's tracks to `<group>.bin`; returns the split's layout."""
   files, groups, offsets = {}, {}, [0]
   try:
     for tracks in episodes:
       for group, array in tracks.items():
         if group not in files:
-          files[group] = open(out / f"{split}.{group}.bin", "wb")
+          files[group] = open(out / f"{group}.bin", "wb")
           groups[group] = {"dtype": array.dtype.str, "shape": list(array.shape[1:])}
         files[group].write(np.ascontiguousarray(array).tobytes())
       offsets.append(offsets[-1] + len(tracks["turn"]))
@@ -124,17 +118,17 @@ def _write_split(out: pathlib.Path, split: str, episodes, bar: tqdm.tqdm) -> dic
   finally:
     for f in files.values():
       f.close()
-  np.save(out / f"{split}.offsets.npy", np.asarray(offsets, np.int64))
+  np.save(out / "offsets.npy", np.asarray(offsets, np.int64))
   return {"episodes": len(offsets) - 1, "micro_turns": offsets[-1], "groups": groups}
 
 
 class Features:
-  """One split's featurized episodes: `len`, `num_turns(i)` and `window(i, start, n)`."""
+  """One split's featurized episodes (the folder `ensure` returns): `len`, `num_turns(i)` and
+  `window(i, start, n)`."""
 
-  def __init__(self, directory: str | os.PathLike, split: str):
+  def __init__(self, directory: str | os.PathLike):
     self.directory = pathlib.Path(directory)
-    self.split = split
-    entry = json.loads((self.directory / LAYOUT).read_text())[split]
+    entry = json.loads((self.directory / LAYOUT).read_text())
     self._groups = entry["groups"]
     self._episodes = entry["episodes"]
     self._micro_turns = entry["micro_turns"]
@@ -145,9 +139,9 @@ class Features:
 
   def _open(self) -> dict[str, np.ndarray]:
     if self._arrays is None:
-      arrays = {"offsets": np.load(self.directory / f"{self.split}.offsets.npy")}
+      arrays = {"offsets": np.load(self.directory / "offsets.npy")}
       for group, spec in self._groups.items():
-        arrays[group] = np.memmap(self.directory / f"{self.split}.{group}.bin", mode="r",
+        arrays[group] = np.memmap(self.directory / f"{group}.bin", mode="r",
                                   dtype=np.dtype(spec["dtype"]),
                                   shape=(self._micro_turns, *spec["shape"]))
       self._arrays = arrays

@@ -82,7 +82,7 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   """Host-local batches of `split`: infinite and shuffled if `train`, else one ordered pass."""
   batch_size = host_batch_size(config)
   dataset.read_manifest(data_dir)  # a bad directory fails here, before any featurizing
-  featurized = features.Features(features.ensure(data_dir, config.stream), split)
+  featurized = features.Features(features.ensure(data_dir, config.stream, split))
   episodes = grain.MapDataset.range(len(featurized))
   sample = SampleWindow(featurized, config.data.window)
   if train:

@@ -71,6 +71,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.local_d_ff = 768
   c.model.flow_hidden = 512  # flow-matching head MLP width
   c.model.flow_steps = 4  # Euler steps at sampling
+  # What the model hears of its own audio: "dmel" (the bag of its dMel bins) or "voicing" (only
+  # whether each audio token is voiced: the same in training and streaming).
+  c.model.audio_feedback = "dmel"
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16
@@ -111,6 +114,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.train.b2 = 0.95
   c.train.clip_norm = 1.0
   c.train.grad_accum = 1
+  # Probability that a word token the model is fed back (its own text, its user transcript) is
+  # replaced by a random word in training, targets unchanged: streaming feeds back the model's
+  # own, imperfect tokens, and this teaches it not to depend on them being right.
+  c.train.feedback_noise = 0.0
   c.train.log_every_steps = 10
   c.train.eval_every_steps = 500
   c.train.eval_batches = 4
@@ -192,6 +199,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.local_d_ff": _positive,
     "model.flow_hidden": _positive,
     "model.flow_steps": _positive,
+    "model.audio_feedback": _one_of("dmel", "voicing"),
     "model.num_experts": _non_negative,
     "model.experts_per_token": _positive,
     "model.dtype": _one_of("float32", "bfloat16"),
@@ -216,6 +224,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "train.b2": lambda x: 0 <= x < 1,
     "train.clip_norm": _positive,
     "train.grad_accum": _positive,
+    "train.feedback_noise": lambda x: 0 <= x <= 1,
     "train.log_every_steps": _positive,
     "train.eval_every_steps": _positive,
     "train.eval_batches": _non_negative,

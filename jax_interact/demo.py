@@ -14,6 +14,7 @@ import pathlib
 import time
 
 from jax_interact import cli, config
+from jax_interact.evaluation import report as report_lib
 
 CONFIG = config.resolve("configs/tiny.py")
 
@@ -80,7 +81,15 @@ def main(args) -> int:
   for name, path, what in rows:
     print(f"{name:<{width}}  {str(path):<44}  {what}")
   print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+  print(learned_line(report))
   return 0
+
+
+def learned_line(report: dict) -> str:
+  """One plain line: the families where the model beats both baselines, and the others."""
+  won, lost = report_lib.learned(report)
+  return (f"the model learned {', '.join(won) or 'no family yet'} (beats the silent and the "
+          f"turn-based baseline there); not yet: {', '.join(lost) or 'none'}")
 
 
 def _fmt(value) -> str:

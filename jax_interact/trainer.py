@@ -147,7 +147,7 @@ class Program:
                    donate_argnums=(0, 1))
 
   def jit_eval_step(self, batch: Batch):
-    step = steps_lib.make_eval_step(self.graphdef, models.loss_for(self.config),
+    step = steps_lib.make_eval_step(self.graphdef, models.loss_for(self.config, train=False),
                                     seed=self.config.seed)
     return jax.jit(step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
                    out_shardings=NamedSharding(self.mesh, P()))

@@ -47,7 +47,7 @@ def test_dispatch_builds_the_model_and_loss_of_the_kind():
   config = background_config()
   assert isinstance(nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0))), models.BackgroundModel)
   assert models.loss_for(config) is models.background_loss_fn
-  assert models.loss_for(config_lib.load("configs/tiny.py")) is models.loss_fn
+  assert models.loss_for(config_lib.load("configs/tiny.py")).func is models.loss_fn
   with pytest.raises(ConfigError, match="model.kind"):
     background_config("model.kind=oracle")
 

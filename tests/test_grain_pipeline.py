@@ -128,7 +128,7 @@ def test_batch_size_must_divide_over_processes(data_dir, monkeypatch):
 def test_cached_windows_equal_featurizing_the_episode(data_dir):
   """Featurize once: a window sliced from the cache is what featurizing the episode gives."""
   config = small_config()
-  cached = features.Features(features.ensure(data_dir, config.stream), "train")
+  cached = features.Features(features.ensure(data_dir, config.stream, "train"))
   episodes = dataset.open_split(data_dir, "train")
   layout = Layout.from_config(config.stream)
   tokenizer = dataset.load_tokenizer(data_dir)
@@ -147,9 +147,9 @@ def test_cached_windows_equal_featurizing_the_episode(data_dir):
 
 def test_feature_cache_is_built_once_per_stream_layout(data_dir, monkeypatch):
   config = small_config()
-  first = features.ensure(data_dir, config.stream)
+  first = features.ensure(data_dir, config.stream, "train")
   monkeypatch.setattr(features, "_featurize", lambda job: pytest.fail("featurized again"))
-  assert features.ensure(data_dir, config.stream) == first
+  assert features.ensure(data_dir, config.stream, "train") == first
   other = small_config()
   other.stream.text_out_slots += 1  # another layout: its own cache
   assert features.cache_key(other.stream) != features.cache_key(config.stream)

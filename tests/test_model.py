@@ -14,11 +14,11 @@ from jax_interact import sharding
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
 from jax_interact.models import InteractionModel, counting, loss_fn, losses
-from jax_interact.models.losses import slot_weights
+from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind,
                                          random_batch)
 from jax_interact.streams.dmel import SILENCE_BIN
-from jax_interact.streams.tokenizer import SIL
+from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 B, N = 2, 4
 
@@ -43,7 +43,8 @@ def setup():
   layout = Layout.from_config(config.stream)
   model = InteractionModel(config, rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(model)
-  loss = jax.jit(lambda batch, rng: loss_fn(nnx.merge(graphdef, state), batch, rng))
+  loss = jax.jit(lambda batch, rng: loss_fn(nnx.merge(graphdef, state), batch, rng,
+                                            weights=LossWeights.from_config(config.loss)))
   return config, layout, model, loss
 
 
@@ -200,3 +201,24 @@ def test_flow_loss_ignores_unvoiced_slots(setup):
   _, m_loud = loss(dict(batch, audio_out=loud), rng)
   assert float(m_loud["flow_loss"]) > 0
   assert float(m_loud["voicing_loss"]) != pytest.approx(float(m_quiet["voicing_loss"]))
+
+
+def test_feedback_noise_replaces_only_fed_back_words():
+  """Training noise touches the fed-back words of the text output groups at the asked rate, never
+  `<sil>`, specials or inputs; with probability 0 the batch is unchanged."""
+  config = _config()
+  layout = Layout.from_config(config.stream)
+  batch = jax.tree.map(jnp.asarray, random_batch(layout, 8, 16, 64, 16, seed=5))
+  batch["text_out"] = batch["text_out"].at[:, ::2].set(SIL)
+  noisy = losses.with_feedback_noise(batch, jax.random.key(0), 0.5, vocab_size=64)
+  for key in batch:
+    if key not in ("user_transcript", "text_out"):
+      np.testing.assert_array_equal(noisy[key], batch[key])
+  special = batch["text_out"] < len(SPECIAL_PIECES)
+  np.testing.assert_array_equal(noisy["text_out"][special], batch["text_out"][special])
+  changed = np.asarray(noisy["user_transcript"] != batch["user_transcript"])
+  words = np.asarray(batch["user_transcript"] >= len(SPECIAL_PIECES))
+  assert 0.35 < changed[words].mean() < 0.55  # 0.5, less the draws that pick the same word
+  assert np.all(np.asarray(noisy["user_transcript"])[changed] >= len(SPECIAL_PIECES))
+  same = losses.with_feedback_noise(batch, jax.random.key(0), 0.0, vocab_size=64)
+  np.testing.assert_array_equal(same["text_out"], batch["text_out"])

@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+from jax_interact.evaluation import report as report_lib
+
 spec = importlib.util.spec_from_file_location(
     "recipe", pathlib.Path(__file__).parent.parent / "benchmarks" / "recipe.py")
 recipe = importlib.util.module_from_spec(spec)
@@ -19,12 +21,14 @@ def test_targets_judge_each_bar_in_its_direction():
   rows = recipe.targets(report(
       rep_count={"obo_accuracy": 0.8},  # exactly on the bar: met
       turn_taking={"latency_p50_s": 0.41, "takeover": 0.95},  # latency is lower-is-better
+      pause_handling={"false_takeover": 0.1},
       interruption={"stop": 0.89},
       time_speak={"beat_on_time": None},  # no samples: not met
       delegate={"score": 1.0}))
   met = {(r["family"], r["metric"]): r["met"] for r in rows}
   assert met == {("rep_count", "obo_accuracy"): True, ("turn_taking", "latency_p50_s"): False,
-                 ("turn_taking", "takeover"): True, ("interruption", "stop"): False,
+                 ("turn_taking", "takeover"): True, ("pause_handling", "false_takeover"): True,
+                 ("interruption", "stop"): False,
                  ("time_speak", "beat_on_time"): False, ("delegate", "score"): True}
   takeover = next(r for r in rows if r["metric"] == "takeover")
   assert (takeover["model"], takeover["silent"], takeover["turn_based"]) == (0.95, 0.0, 0.95)
@@ -37,3 +41,27 @@ def test_a_family_missing_from_the_report_is_not_met():
   assert met["turn_taking"] and not met["rep_count"] and not met["delegate"]
   assert result["headline"]["train_s"] == 12
   assert "not met" in result["headline"]["rep_count.obo_accuracy"]
+
+
+def test_beating_a_baseline_takes_a_higher_score_or_a_tie_at_lower_latency():
+  assert report_lib.beats({"score": 0.6}, {"score": 0.5}, "turn_taking")
+  assert not report_lib.beats({"score": 0.4, "latency_p50_s": 0.1}, {"score": 0.5}, "turn_taking")
+  tie = {"score": 1.0, "latency_p50_s": 0.7}
+  assert report_lib.beats({"score": 1.0, "latency_p50_s": 0.3}, tie, "turn_taking")
+  assert not report_lib.beats({"score": 1.0, "latency_p50_s": 0.7}, tie, "turn_taking")
+  assert not report_lib.beats({"score": 1.0}, tie, "turn_taking")  # no latency to compare
+  # Each family is compared on its own latency (interruption: how fast speech stops).
+  assert report_lib.beats({"score": 0.5, "stop_latency_p50_s": 0.2},
+                      {"score": 0.5, "stop_latency_p50_s": 0.4}, "interruption")
+
+
+def test_every_trained_family_must_keep_quiet_and_beat_both_baselines():
+  good = {"score": 0.9, "quiet_violation_rate": 0.05, "latency_p50_s": 0.3}
+  noisy = {"score": 0.9, "quiet_violation_rate": 0.3, "latency_p50_s": 0.3}
+  result = recipe.summarize(report(turn_taking=good, pause_handling=noisy), {},
+                            trained=("turn_taking", "pause_handling"))
+  rows = {r["family"]: r for r in result["families"]}
+  assert rows["turn_taking"]["quiet_met"] and not rows["pause_handling"]["quiet_met"]
+  # report() makes the turn-based baseline identical to the model: a tie at equal latency.
+  assert rows["turn_taking"]["beats_silent"] and not rows["turn_taking"]["beats_turn_based"]
+  assert not result["all_met"]

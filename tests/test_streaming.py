@@ -28,6 +28,14 @@ def model(config):
   return InteractionModel(config, rngs=nnx.Rngs(0))
 
 
+def test_voicing_feedback_stream_matches_forward():
+  """With the model hearing only the voicing of its own audio, streaming still equals forward."""
+  config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
+                                               "model.sinks=3", "model.audio_feedback=voicing"])
+  test_teacher_forced_stream_matches_forward_past_the_window(
+      config, InteractionModel(config, rngs=nnx.Rngs(0)))
+
+
 def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
   """Logits of every text slot agree with the forward pass, also once the ring has wrapped."""
   n_turns = 3 * WINDOW_TURNS  # the ring buffer wraps twice

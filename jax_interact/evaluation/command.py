@@ -146,8 +146,8 @@ class Evaluator:
 
   def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
     """Per episode, the `tf_*` decision accuracies (diagnostics.py)."""
-    cache = features.Features(features.ensure(self.data_dir, self.config.stream,
-                                              progress=progress), self.split)
+    cache = features.Features(features.ensure(self.data_dir, self.config.stream, self.split,
+                                              progress=progress))
     if self._teacher_forced is None:
       self._teacher_forced = diagnostics.TeacherForced(
           self.engine.model, session_lib.Sampling.from_config(self.config.sample))

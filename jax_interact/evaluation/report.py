@@ -81,6 +81,29 @@ def build(results: Results, overall_extra: dict[str, dict[str, Any]],
   return report
 
 
+def beats(model: dict[str, Any], baseline: dict[str, Any], family: str) -> bool:
+  """Whether a family's metrics beat a baseline's: a higher score, or the same score with a
+  lower p50 of the family's main latency (LATENCY_KEYS; a missing latency loses)."""
+  score, other = model.get("score"), baseline.get("score")
+  if score is None:
+    return False
+  if other is None or score > other:
+    return True
+  if score < other:
+    return False
+  key = LATENCY_KEYS[family].removesuffix("_s") + "_p50_s"
+  latency, other_latency = model.get(key), baseline.get(key)
+  return latency is not None and (other_latency is None or latency < other_latency)
+
+
+def learned(report: dict[str, Any]) -> tuple[list[str], list[str]]:
+  """(families where the model beats both baselines, the other families)."""
+  families = [k for k in report if k not in ("overall", "baselines", "meta")]
+  won = [f for f in families if all(beats(report[f], report["baselines"][b].get(f, {}), f)
+                                    for b in BASELINES)]
+  return won, [f for f in families if f not in won]
+
+
 def _format(value: Any) -> str:
   if value is None:
     return "–"

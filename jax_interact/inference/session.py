@@ -259,7 +259,7 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
       if forced is not None:
         bins_BKM = forced_audio[:, index]
       new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
-      next_x_BD = model.local_next_input(model.dmel_embed(bins_BKM), kind)
+      next_x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), kind)
       return ((text_BK, new_audio, next_x_BD, cache), jnp.zeros((b, vocab), jnp.float32),
               voicing_B, mel_BKM)
 

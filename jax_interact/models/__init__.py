@@ -3,24 +3,29 @@ on `config.model.kind` (`build`, `loss_for`) for code that serves either."""
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 from jax_interact.models.background import BackgroundModel, background_loss_fn
 from jax_interact.models.interaction import InteractionModel
-from jax_interact.models.losses import loss_fn
+from jax_interact.models.losses import LossWeights, loss_fn
 
-_KINDS = {"interaction": (InteractionModel, loss_fn),
-          "background": (BackgroundModel, background_loss_fn)}
+_KINDS = {"interaction": InteractionModel, "background": BackgroundModel}
 
 
 def build(config, rngs: nnx.Rngs) -> InteractionModel | BackgroundModel:
   """The model `config.model.kind` names, built from `config`."""
-  return _KINDS[config.model.kind][0](config, rngs=rngs)
+  return _KINDS[config.model.kind](config, rngs=rngs)
 
 
-def loss_for(config):
-  """`loss(model, batch, rng) -> (loss, metrics)` of the model `config.model.kind` names."""
-  return _KINDS[config.model.kind][1]
+def loss_for(config, train: bool = True):
+  """`loss(model, batch, rng) -> (loss, metrics)` of the model `config.model.kind` names, with
+  the config's loss weights; `train` adds the training-only feedback noise."""
+  if config.model.kind == "background":
+    return background_loss_fn
+  return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
+                           feedback_noise=config.train.feedback_noise if train else 0.0)
 
 
 __all__ = [

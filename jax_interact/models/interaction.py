@@ -28,9 +28,8 @@ from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, Te
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
 from jax_interact.models.layers import Dense, Precision, param, placement
-from jax_interact.models.losses import LossWeights
 from jax_interact.models.transformer import Dims, Transformer
-from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
@@ -71,13 +70,16 @@ class InteractionModel(nnx.Module):
     self.precision = precision
     self.dmel_bins = s.dmel_bins
     self.flow_steps = m.flow_steps
-    self.loss_weights = LossWeights.from_config(config.loss)
+    self.vocab_size = m.vocab_size
     self.window = Window(layout.turn_len, m.window_turns, m.sinks)
     self.local_window = Window(layout.output_len, 1, 0)
     d, d_local = m.d_model, m.local_d_model
 
     self.text_embed = TextEmbed(m.vocab_size, d, precision, rngs=rngs)
     self.dmel_embed = DMelBag(s.frames_per_token, s.n_mels, s.dmel_bins, d, precision, rngs=rngs)
+    self.audio_feedback = m.audio_feedback
+    if m.audio_feedback == "voicing":
+      self.voicing_embed = param(rngs, (2, d), (None, "embed"), precision, std=1.0)
     self.video_stem = HMLPStem(s.patch, d, precision, rngs=rngs)
     self.video_missing = param(rngs, (d,), ("embed",), precision, std=1.0)
     self.video_position = param(rngs, (layout.count(SlotKind.VIDEO), d), (None, "embed"),
@@ -124,9 +126,19 @@ class InteractionModel(nnx.Module):
     """[..., output_len, D] for the output segments (fed back to the temporal model)."""
     groups = {SlotKind.USER_TRANSCRIPT: self.text_embed(user_transcript),
               SlotKind.TEXT_OUT: self.text_embed(text_out),
-              SlotKind.AUDIO_OUT: self.dmel_embed(audio_out)}
+              SlotKind.AUDIO_OUT: self.embed_model_audio(audio_out)}
     x = jnp.concatenate([groups[k] for k, _ in self.layout.counts if k in OUTPUT_KINDS], axis=-2)
     return self._with_kinds(x, self.layout.kinds()[self.layout.input_len:])
+
+  def embed_model_audio(self, bins: jax.Array) -> jax.Array:
+    """[..., D] for the model's own audio tokens (dMel bins [..., k, M]) fed back to it: the
+    dMel bag, or with `model.audio_feedback="voicing"` only whether each token is voiced (so
+    what the model hears of itself is the same in training, where the targets are real speech,
+    and in streaming, where they are the flow head's samples)."""
+    if self.audio_feedback == "voicing":
+      table = self.voicing_embed[...].astype(self.precision.dtype)
+      return jnp.take(table, voiced(bins, xp=jnp).astype(jnp.int32), axis=0)
+    return self.dmel_embed(bins)
 
   def embed_turns(self, batch: dict[str, jax.Array]) -> jax.Array:
     """[B, N, turn_len, D]: both segments of every micro-turn of a batch."""
@@ -159,7 +171,7 @@ class InteractionModel(nnx.Module):
 
   def local_next_input(self, slot_BD: jax.Array, kind: jax.Array) -> jax.Array:
     """Row j + 1 of `local_inputs` without its position, from slot j alone: `slot_BD` is its
-    token's embedding (`text_embed` or `dmel_embed`) and `kind` its SlotKind. Lets a slot-by-slot
+    token's embedding (`text_embed` or `embed_model_audio`) and `kind` its SlotKind. Lets a slot-by-slot
     decoder embed each token once instead of the whole segment per slot."""
     kind_D = jnp.take(self.kind_embed[...], kind, axis=0).astype(self.precision.dtype)
     return self.local_from_slots(slot_BD + kind_D)

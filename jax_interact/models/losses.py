@@ -23,7 +23,7 @@ import optax
 
 from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
-from jax_interact.streams.tokenizer import SIL
+from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 if TYPE_CHECKING:
   from jax_interact.models.interaction import InteractionModel
@@ -68,11 +68,30 @@ def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
 
 
-def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array],
-            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times."""
-  layout, weights = model.layout, model.loss_weights
-  outputs = model(batch)
+def with_feedback_noise(batch: dict[str, jax.Array], rng: jax.Array, probability: float,
+                        vocab_size: int) -> dict[str, jax.Array]:
+  """`batch` with each word token of the fed-back text slot groups (user transcript, model text)
+  replaced by a uniformly random word with `probability` (specials and `<sil>` kept)."""
+  noisy = dict(batch)
+  for kind, key in zip(TEXT_OUTPUT_KINDS, jax.random.split(rng, len(TEXT_OUTPUT_KINDS))):
+    ids = batch[GROUP_KEYS[kind]]
+    flip_rng, word_rng = jax.random.split(key)
+    flip = (ids >= len(SPECIAL_PIECES)) & (jax.random.uniform(flip_rng, ids.shape) < probability)
+    words = jax.random.randint(word_rng, ids.shape, len(SPECIAL_PIECES), vocab_size, ids.dtype)
+    noisy[GROUP_KEYS[kind]] = jnp.where(flip, words, ids)
+  return noisy
+
+
+def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array], rng: jax.Array, *,
+            weights: LossWeights, feedback_noise: float = 0.0
+            ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, and the
+  feedback noise (`with_feedback_noise`: the model reads noisy tokens, targets stay clean)."""
+  layout = model.layout
+  rng, noise_rng = jax.random.split(rng)
+  fed = (with_feedback_noise(batch, noise_rng, feedback_noise, model.vocab_size)
+         if feedback_noise > 0 else batch)
+  outputs = model(fed)
   output_weights = slot_weights(layout, batch, weights.silence)[..., layout.input_len:]
 
   text_slots = layout.output_slots(TEXT_OUTPUT_KINDS)
