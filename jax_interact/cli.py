@@ -75,6 +75,28 @@ def _parser() -> argparse.ArgumentParser:
   _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.inference.stream:main")
 
+  p = commands.add_parser("export", help="write a bundle that serves without the model code")
+  p.add_argument("--workdir", required=True, help="a training workdir (interaction model)")
+  p.add_argument("--out", required=True, help="bundle directory to write")
+  p.add_argument("--batch", type=int, default=8, help="sessions the exported step runs at once")
+  p.add_argument("--platforms", help="comma-separated: cpu,cuda,rocm,tpu (default: this "
+                 "machine's)")
+  _checkpoint_arg(p)
+  p.set_defaults(run="jax_interact.serving.export:main")
+
+  p = commands.add_parser("serve", help="serve live sessions over WebSocket, with a browser page")
+  source = p.add_mutually_exclusive_group(required=True)
+  source.add_argument("--bundle", help="an export bundle (jax-interact export)")
+  source.add_argument("--workdir", help="a training workdir")
+  p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+  p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+  p.add_argument("--max-sessions", type=int, help="concurrent sessions (default: the bundle's "
+                 "batch, or 8)")
+  p.add_argument("--background", help="serve <delegate>: tool:calculator, tool:clock, tool:slow "
+                 "or a trained background workdir")
+  _checkpoint_arg(p)
+  p.set_defaults(run="jax_interact.serving.server:main")
+
   p = commands.add_parser("eval", help="score interactivity per task family; write a report")
   p.add_argument("--workdir", required=True, help="a training workdir")
   p.add_argument("--data", required=True, help="dataset directory")

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from jax_interact import atomic, vocoder  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
-from jax_interact.inference import engine as engine_lib, trained as trained_lib  # noqa: E402
+from jax_interact.inference import engine as engine_lib, session, trained as trained_lib  # noqa: E402
 from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
 from jax_interact.streams.layout import Layout, SlotKind  # noqa: E402
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES, Tokenizer  # noqa: E402
@@ -146,7 +146,8 @@ def main(args) -> int:
     chunks = file_chunks(args.audio, args.video, layout)
     user = np.concatenate([c.audio for c in chunks])
 
-  engine = engine_lib.Engine(run.model, run.config, batch_size=1, seed=args.seed)
+  engine = engine_lib.Engine(session.program(run.model, run.config), batch_size=1,
+                             seed=args.seed)
   runner = engine
   if getattr(args, "background", None):
     from jax_interact.background import orchestrator
