@@ -87,10 +87,10 @@ def open_workdir(workdir: str, checkpoint: str, overrides) -> Served:
 class _Session:
   """One connected client: its buffered input and the queue of messages to send it."""
 
-  def __init__(self, session_id: str, ws: web.WebSocketResponse):
+  def __init__(self, session_id: str, ws: web.WebSocketResponse | None):
     self.id = session_id
     self.ws = ws
-    self.row: int | None = None  # engine row, once added
+    self.row: int | None = None  # engine row, taken (in the engine thread) at its first tick
     self.ready_at = float("inf")  # loop time of "ready": its first micro-turn comes a tick later
     self.audio = bytearray()  # PCM16 not yet stepped
     self.text_ids: list[int] = []
@@ -185,12 +185,11 @@ class Server:
     self.sessions[session.id] = session
     loop = asyncio.get_running_loop()
     writer = asyncio.create_task(self._write(session))
+    session.send({"type": "ready", "chunk_ms": self.layout.chunk_ms,
+                  "sample_rate": self.layout.sample_rate, "session": session.id})
+    session.ready_at = loop.time()
+    self._joined.set()
     try:
-      session.row = await loop.run_in_executor(self._executor, self._add, session.id)
-      session.ready_at = loop.time()
-      session.send({"type": "ready", "chunk_ms": self.layout.chunk_ms,
-                    "sample_rate": self.layout.sample_rate, "session": session.id})
-      self._joined.set()
       async for message in ws:
         if message.type == aiohttp.WSMsgType.BINARY:
           self._receive_audio(session, message.data)
@@ -199,8 +198,7 @@ class Server:
     finally:
       self.sessions.pop(session.id, None)
       writer.cancel()
-      if session.row is not None:
-        await loop.run_in_executor(self._executor, self.runner.evict, session.row)
+      await loop.run_in_executor(self._executor, self._leave, session)
     return ws
 
   def _add(self, session_id: str) -> int:
@@ -208,6 +206,12 @@ class Server:
     self.voice.reset(row)
     self._events_seen[row] = 0
     return row
+
+  def _leave(self, session: _Session) -> None:
+    """Frees the session's row (engine thread: after any step that was adding it)."""
+    if session.row is not None:
+      self.runner.evict(session.row)
+      session.row = None
 
   def _error(self, session: _Session, message: str) -> None:
     session.send({"type": "error", "message": message})
@@ -261,16 +265,16 @@ class Server:
 
   def _compile(self) -> None:
     """Runs one micro-turn in a scratch row so that no session waits for compilation."""
-    row = self._add("compile")
-    self._step({row: None})
-    self.runner.evict(row)
+    scratch = _Session("compile", None)
+    self._step({scratch: None})
+    self._leave(scratch)
 
   async def _tick_loop(self) -> None:
     loop = asyncio.get_running_loop()
     period = self.layout.chunk_ms / 1000
     next_start = loop.time()
     while True:
-      if not any(s.row is not None and not s.closing for s in self.sessions.values()):
+      if all(s.closing for s in self.sessions.values()):
         self._joined.clear()
         await self._joined.wait()
         next_start = loop.time() + period
@@ -282,17 +286,17 @@ class Server:
     start = time.perf_counter()
     # A session joins the tick once a real-time client can have sent its first 200 ms.
     joined = loop.time() - self.layout.chunk_ms / 1000
-    live = {s.row: s for s in self.sessions.values() if s.ready_at <= joined and not s.closing}
-    inputs = {row: s.take_chunk(self.layout.chunk_samples) for row, s in live.items()}
+    live = [s for s in self.sessions.values() if s.ready_at <= joined and not s.closing]
+    inputs = {s: s.take_chunk(self.layout.chunk_samples) for s in live}
     results = await loop.run_in_executor(
-        self._executor, self._step, {row: chunk for row, (chunk, _) in inputs.items()})
-    for row, session in live.items():
+        self._executor, self._step, {s: chunk for s, (chunk, _) in inputs.items()})
+    for session in live:
       if session.id not in self.sessions:
         continue  # left during the step
-      out, pcm, delegated, bg = results[row]
+      out, pcm, delegated, bg = results[session]
       turn = {"type": "turn", "t": out.turn, "text": self.tokenizer.decode(out.text_out),
               "transcript": self.tokenizer.decode(out.user_transcript),
-              "missing": inputs[row][1], "step_ms": round(out.step_ms, 2),
+              "missing": inputs[session][1], "step_ms": round(out.step_ms, 2),
               "delegated": delegated, "bg": bg}
       if not (session.send(turn) and session.send(pcm)):
         session.closing = True
@@ -310,23 +314,28 @@ class Server:
       await asyncio.sleep(0.01)
     await session.ws.close()
 
-  def _step(self, chunks: dict[int, engine_lib.Chunk]) -> dict[int, tuple]:
-    """(TurnOutput, PCM16 bytes, delegated, background text) per row: runs in the engine thread."""
-    outputs = self.runner.step(chunks)
+  def _step(self, chunks: dict[_Session, engine_lib.Chunk | None]) -> dict[_Session, tuple]:
+    """(TurnOutput, PCM16 bytes, delegated, background text) per session, whose row is taken
+    at its first micro-turn: runs in the engine thread."""
+    for session in chunks:
+      if session.row is None:
+        session.row = self._add(session.id)
+    outputs = self.runner.step({session.row: chunk for session, chunk in chunks.items()})
     audio_BAKM = np.zeros((self.engine.batch_size, *next(iter(outputs.values())).audio_out.shape),
                           np.uint8)
     for row, out in outputs.items():
       audio_BAKM[row] = out.audio_out
     pcm_BS = self.voice.step(audio_BAKM)
     results = {}
-    for row, out in outputs.items():
+    for session in chunks:
+      row = session.row
       delegated, bg = False, ""
       if self.runner is not self.engine:
         events = self.runner.events(row)
         new, self._events_seen[row] = events[self._events_seen[row]:], len(events)
         delegated = any(e["type"] == "delegate" for e in new)
         bg = " ".join(e["text"] for e in new if e["type"] == "result")
-      results[row] = (out, pcm_BS[row].tobytes(), delegated, bg)
+      results[session] = (outputs[row], pcm_BS[row].tobytes(), delegated, bg)
     return results
 
   # Shutdown --------------------------------------------------------------------------------
