@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
   bench_commands = bench.add_subparsers(dest="bench_command", required=True)
   for name, help_text in (("data", "input pipeline and generation throughput"),
                           ("train", "train step time, tokens/s, MFU"),
-                          ("decode", "streaming step latency")):
+                          ("decode", "streaming step latency"),
+                          ("serve", "WebSocket server ticks under N real-time clients")):
     p = bench_commands.add_parser(name, help=help_text)
     _config_args(p)
     p.add_argument("--out", required=True)
@@ -131,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
       p.add_argument("--background", help="also time the loop with this worker beside it "
                      "(e.g. slow), delegating every --delegate-every micro-turns")
       p.add_argument("--delegate-every", type=int, default=25)
+    if name == "serve":
+      p.add_argument("--clients", type=int, default=8, help="the most clients tried")
+      p.add_argument("--seconds", type=float, default=20, help="length of each run")
+      p.add_argument("--data", help="dataset whose validation episodes the clients stream "
+                     "(default: freshly generated synthetic episodes)")
   return parser
 
 

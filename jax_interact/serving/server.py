@@ -379,13 +379,17 @@ class _Voice:
     return np.round(samples_BS * (INT16_SCALE - 1)).astype("<i2")
 
 
-async def serve(server: Server, host: str, port: int) -> None:
-  """Runs until SIGTERM or SIGINT, then shuts down gracefully (sessions told, sockets closed)."""
+async def start(server: Server, host: str, port: int) -> tuple[web.AppRunner, int]:
+  """Compiles, listens and starts ticking; returns the runner (`cleanup()` stops) and the port."""
   runner = web.AppRunner(server.app, handle_signals=False)
   await runner.setup()
-  site = web.TCPSite(runner, host, port)
-  await site.start()
-  bound = runner.addresses[0][1]
+  await web.TCPSite(runner, host, port).start()
+  return runner, runner.addresses[0][1]
+
+
+async def serve(server: Server, host: str, port: int) -> None:
+  """Runs until SIGTERM or SIGINT, then shuts down gracefully (sessions told, sockets closed)."""
+  runner, bound = await start(server, host, port)
   print(f"serving http://{host}:{bound}/ ({server.max_sessions} sessions, checkpoint step "
         f"{server.served.checkpoint_step}); Ctrl-C or SIGTERM stops", flush=True)
   stop = asyncio.Event()
