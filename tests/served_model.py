@@ -22,8 +22,8 @@ from jax_interact.training import checkpointing
 from test_trainer import REPO, SMALL
 
 STEP = 3
-SENTENCES = ["hello there how are you", "count the bounces please", "what is seventeen times two",
-             "say start when it moves", "the square turns red now"]
+SENTENCES = ["hello there how are you", "count the bounces please", "what is 17 times 23",
+             "17 times 23 is 391", "say start when it moves", "the square turns red now"]
 
 
 def write_workdir(workdir: pathlib.Path, overrides=()) -> pathlib.Path:

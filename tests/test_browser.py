@@ -53,7 +53,7 @@ def test_page_streams_the_microphone_and_plays_the_model(tmp_path, browser):
   workdir = write_workdir(tmp_path / "run")
   assert cli.main(["export", "--workdir", str(workdir), "--out", str(tmp_path / "bundle"),
                    "--batch", "1"]) == 0
-  with running_server("--bundle", str(tmp_path / "bundle")) as (process, url):
+  with running_server("--bundle", str(tmp_path / "bundle")) as (_, url):
     browser.get(f"{url}/")
     assert browser.find_element(By.ID, "status").text == "idle"
     browser.find_element(By.ID, "start").click()

@@ -1,7 +1,8 @@
-"""`jax-interact serve`: the WebSocket protocol of SPEC §10 with a well-behaved and a faulty client."""
+"""`jax-interact serve`: the WebSocket protocol of SPEC §10, a well-behaved and a faulty client."""
 
 import asyncio
 import base64
+import dataclasses
 import io
 import signal
 
@@ -13,6 +14,8 @@ from PIL import Image
 from jax_interact import cli
 from jax_interact.inference import engine as engine_lib
 from jax_interact.serving import bundle
+from jax_interact.serving import server as server_lib
+from jax_interact.streams.tokenizer import DELEGATE
 from served_model import running_server, write_workdir
 
 CHUNK = 3200  # samples in 200 ms at 16 kHz
@@ -180,3 +183,40 @@ def test_sigterm_tells_the_sessions_and_exits_cleanly(bundle_dir):
     assert process.wait(timeout=120) == 0
     assert "shutting down" in process.stdout.read()
   assert errors == ["server shutting down"] and close_code == 1001
+
+
+def delegating(program):
+  """The program with `<delegate>` put into the first text slot of micro-turn 1."""
+  def step(params, state, inputs):
+    state, out = program.step(params, state, inputs)
+    text_BK = np.array(out["text_out"])
+    text_BK[np.asarray(out["turn"]) == 1, 0] = DELEGATE
+    return state, dict(out, text_out=text_BK)
+  return dataclasses.replace(program, step=step)
+
+
+async def delegate_session(served):
+  server = server_lib.Server(served, max_sessions=1, background="tool:calculator")
+  runner, port = await server_lib.start(server, "127.0.0.1", 0)
+  try:
+    async with aiohttp.ClientSession() as client:
+      async with client.ws_connect(f"http://127.0.0.1:{port}/session") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "text", "text": "what is 17 times 23"})
+        await ws.send_bytes(np.zeros(20 * CHUNK, "<i2").tobytes())
+        turns, errors = [], []
+        await receive_turns(ws, turns, errors, lambda: "391" in "".join(t["bg"] for t, _ in turns))
+        return turns, errors
+  finally:
+    await runner.cleanup()
+
+
+def test_delegate_runs_a_background_job_whose_result_enters_the_turns(bundle_dir):
+  loaded = bundle.load(bundle_dir)
+  served = server_lib.Served(delegating(loaded.program), loaded.tokenizer, loaded.config, 0)
+  turns, errors = asyncio.run(delegate_session(served))
+  assert errors == []
+  assert [turn["t"] for turn, _ in turns if turn["delegated"]] == [1]
+  results = [turn for turn, _ in turns if turn["bg"]]
+  assert results and results[0]["t"] > 1
+  assert " ".join(turn["bg"] for turn in results).split() == "17 times 23 is 391".split()

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_interact.inference import engine
 from jax_interact.models.attention import KeyValues
 from jax_interact.models.interaction import InteractionModel
-from jax_interact.inference import engine
 from jax_interact.streams import tokenizer
 from jax_interact.streams.dmel import DMelSpec
 # The segment keys and empty segments are the layout's; session users find them here too.

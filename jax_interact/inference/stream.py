@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 
 from jax_interact import atomic, vocoder  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
-from jax_interact.inference import engine as engine_lib, session, trained as trained_lib  # noqa: E402
+from jax_interact.inference import engine as engine_lib  # noqa: E402
+from jax_interact.inference import session, trained as trained_lib  # noqa: E402
 from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
 from jax_interact.streams.layout import Layout, SlotKind  # noqa: E402
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES, Tokenizer  # noqa: E402

@@ -110,7 +110,7 @@ def load(directory: str | pathlib.Path) -> Bundle:
               for name, spec in manifest["params"].items()}
   got = {name: (tuple(v.shape), str(v.dtype)) for name, v in params.items()}
   if got != expected:
-    wrong = sorted(set(got.items()) ^ set(expected.items()))[0][0]
+    wrong = min(set(got.items()) ^ set(expected.items()))[0]
     raise InputError(str(directory / PARAMS), f"parameter {wrong!r} is {got.get(wrong)}, "
                      f"{MANIFEST} says {expected.get(wrong)}")
   init, reset, step = (_deserialize(directory / function_file(name)) for name in FUNCTIONS)

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
-from flax import nnx
 
 from jax_interact import atomic
 from jax_interact.errors import InputError

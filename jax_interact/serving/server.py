@@ -51,6 +51,7 @@ from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.streams import dmel
 from jax_interact.streams.audio import INT16_SCALE
+from jax_interact.streams.layout import SlotKind
 from jax_interact.streams.tokenizer import Tokenizer
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -287,6 +288,8 @@ class Server:
     # A session joins the tick once a real-time client can have sent its first 200 ms.
     joined = loop.time() - self.layout.chunk_ms / 1000
     live = [s for s in self.sessions.values() if s.ready_at <= joined and not s.closing]
+    if not live:
+      return
     inputs = {s: s.take_chunk(self.layout.chunk_samples) for s in live}
     results = await loop.run_in_executor(
         self._executor, self._step, {s: chunk for s, (chunk, _) in inputs.items()})
@@ -321,8 +324,9 @@ class Server:
       if session.row is None:
         session.row = self._add(session.id)
     outputs = self.runner.step({session.row: chunk for session, chunk in chunks.items()})
-    audio_BAKM = np.zeros((self.engine.batch_size, *next(iter(outputs.values())).audio_out.shape),
-                          np.uint8)
+    layout = self.layout
+    audio_BAKM = np.zeros((self.engine.batch_size, layout.count(SlotKind.AUDIO_OUT),
+                           layout.frames_per_token, layout.n_mels), np.uint8)
     for row, out in outputs.items():
       audio_BAKM[row] = out.audio_out
     pcm_BS = self.voice.step(audio_BAKM)
