@@ -19,7 +19,8 @@ p99_tick_ms, ticks, checkpoint_step}, WebSocket `/session` one session:
                     malformed message (the session goes on), a full server (then close 1013) or
                     a shutdown (then close 1001).
 A micro-turn whose 200 ms of audio has not arrived by its tick runs without audio (typed text
-and the frame still enter) and says `"missing": true`. A client that stops reading is dropped
+and the frame still enter) and says `"missing": true`; audio more than AHEAD_S seconds ahead is
+refused with an error. A client that stops reading is dropped
 once `OUTBOX_TURNS` turns wait for it, so it never holds up the tick of the others.
 """
 
@@ -56,6 +57,7 @@ from jax_interact.streams.tokenizer import Tokenizer
 
 STATIC = pathlib.Path(__file__).parent / "static"
 OUTBOX_TURNS = 25  # 5 s of turns waiting for a client that does not read
+AHEAD_S = 60  # audio a client may send ahead of its session's clock
 TICK_HISTORY = 1000  # ticks behind p99_tick_ms
 FULL, GOING_AWAY = 1013, 1001
 
@@ -223,6 +225,9 @@ class Server:
     elif len(data) % 2:
       self._error(session, f"binary message of {len(data)} bytes: expected PCM 16-bit "
                   "little-endian samples (an even number of bytes)")
+    elif len(session.audio) + len(data) > 2 * AHEAD_S * self.layout.sample_rate:
+      self._error(session, f"audio more than {AHEAD_S} s ahead of the session is dropped: "
+                  "send it at real-time pace")
     else:
       session.audio += data
 
