@@ -21,8 +21,12 @@ OUT = {out!r}"""
 @pytest.mark.slow
 def test_quickstart_runs_and_writes_every_artifact(tmp_path, monkeypatch):
   # The kernel sees one CPU device, as on Colab, not the 8 fake devices of conftest.py.
-  monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace(
-      "--xla_force_host_platform_device_count=8", ""))
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  if flags:
+    monkeypatch.setenv("XLA_FLAGS", " ".join(flags))
+  else:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
   notebook = nbformat.read(REPO / "colab" / "quickstart.ipynb", as_version=4)
   [parameters] = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
   out = tmp_path / "quickstart"
