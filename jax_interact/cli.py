@@ -75,6 +75,28 @@ def _parser() -> argparse.ArgumentParser:
   _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.inference.stream:main")
 
+  p = commands.add_parser("export", help="write a bundle that serves without the model code")
+  p.add_argument("--workdir", required=True, help="a training workdir (interaction model)")
+  p.add_argument("--out", required=True, help="bundle directory to write")
+  p.add_argument("--batch", type=int, default=8, help="sessions the exported step runs at once")
+  p.add_argument("--platforms", help="comma-separated: cpu,cuda,rocm,tpu (default: this "
+                 "machine's)")
+  _checkpoint_arg(p)
+  p.set_defaults(run="jax_interact.serving.export:main")
+
+  p = commands.add_parser("serve", help="serve live sessions over WebSocket, with a browser page")
+  source = p.add_mutually_exclusive_group(required=True)
+  source.add_argument("--bundle", help="an export bundle (jax-interact export)")
+  source.add_argument("--workdir", help="a training workdir")
+  p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+  p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+  p.add_argument("--max-sessions", type=int, help="concurrent sessions (default: the bundle's "
+                 "batch, or 8)")
+  p.add_argument("--background", help="serve <delegate>: tool:calculator, tool:clock, tool:slow "
+                 "or a trained background workdir")
+  _checkpoint_arg(p)
+  p.set_defaults(run="jax_interact.serving.server:main")
+
   p = commands.add_parser("eval", help="score interactivity per task family; write a report")
   p.add_argument("--workdir", required=True, help="a training workdir")
   p.add_argument("--data", required=True, help="dataset directory")
@@ -96,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
   bench_commands = bench.add_subparsers(dest="bench_command", required=True)
   for name, help_text in (("data", "input pipeline and generation throughput"),
                           ("train", "train step time, tokens/s, MFU"),
-                          ("decode", "streaming step latency")):
+                          ("decode", "streaming step latency"),
+                          ("serve", "WebSocket server ticks under N real-time clients")):
     p = bench_commands.add_parser(name, help=help_text)
     _config_args(p)
     p.add_argument("--out", required=True)
@@ -109,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
       p.add_argument("--background", help="also time the loop with this worker beside it "
                      "(e.g. slow), delegating every --delegate-every micro-turns")
       p.add_argument("--delegate-every", type=int, default=25)
+    if name == "serve":
+      p.add_argument("--clients", type=int, default=8, help="the most clients tried")
+      p.add_argument("--seconds", type=float, default=20, help="length of each run")
+      p.add_argument("--data", help="dataset whose validation episodes the clients stream "
+                     "(default: freshly generated synthetic episodes)")
   return parser
 
 

@@ -10,6 +10,7 @@ from jax_interact.background import workers
 from jax_interact.background.orchestrator import Orchestrator
 from jax_interact.background.transcript import USER_TYPED
 from jax_interact.inference import engine as engine_lib
+from jax_interact.inference import session
 from jax_interact.inference.stream import episode_chunks
 from jax_interact.models import InteractionModel
 from jax_interact.streams.tokenizer import BG, BG_END, PAD, Tokenizer, train_tokenizer
@@ -53,7 +54,8 @@ class Recorder:
 @pytest.fixture(scope="module")
 def engine():
   config = tiny_config()
-  engine = engine_lib.Engine(InteractionModel(config, rngs=nnx.Rngs(0)), config, batch_size=2)
+  engine = engine_lib.Engine(
+      session.program(InteractionModel(config, rngs=nnx.Rngs(0)), config), batch_size=2)
   engine.recorder = Recorder(engine)
   return engine
 

@@ -50,6 +50,8 @@ def test_beating_a_baseline_takes_a_higher_score_or_a_tie_at_lower_latency():
   assert report_lib.beats({"score": 1.0, "latency_p50_s": 0.3}, tie, "turn_taking")
   assert not report_lib.beats({"score": 1.0, "latency_p50_s": 0.7}, tie, "turn_taking")
   assert not report_lib.beats({"score": 1.0}, tie, "turn_taking")  # no latency to compare
+  # Scoring zero like the silent baseline is no win, however fast the model's words came.
+  assert not report_lib.beats({"score": 0.0, "latency_p50_s": 0.2}, {"score": 0.0}, "delegate")
   # Each family is compared on its own latency (interruption: how fast speech stops).
   assert report_lib.beats({"score": 0.5, "stop_latency_p50_s": 0.2},
                       {"score": 0.5, "stop_latency_p50_s": 0.4}, "interruption")

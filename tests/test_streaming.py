@@ -69,7 +69,7 @@ def _tokens(outputs):
 
 
 def test_reset_and_evict_leave_other_rows_alone(config, model):
-  engine = engine_lib.Engine(model, config, batch_size=2, seed=3)
+  engine = engine_lib.Engine(session.program(model, config), batch_size=2, seed=3)
   a, b = engine.add("a"), engine.add("b")
   chunks_a, chunks_b = _chunks(model.layout, 3, 0), _chunks(model.layout, 3, 1)
   for ca, cb in zip(chunks_a, chunks_b):
@@ -84,7 +84,7 @@ def test_reset_and_evict_leave_other_rows_alone(config, model):
   assert np.all(jax.device_get(engine.state.pos_BC[c]) == -1)
 
   # The new session produces what a session alone in a fresh engine produces.
-  fresh = engine_lib.Engine(model, config, batch_size=2, seed=3)
+  fresh = engine_lib.Engine(session.program(model, config), batch_size=2, seed=3)
   alone = fresh.add("c")
   got = [engine.step({a: chunk_a, c: chunk})[c]
          for chunk_a, chunk in zip(_chunks(model.layout, 2, 5), chunks_b)]
@@ -102,7 +102,7 @@ def test_reset_and_evict_leave_other_rows_alone(config, model):
     (engine_lib.Chunk(text_ids=(10**6,)), "text_ids"),
 ])
 def test_malformed_chunk_raises_and_leaves_state(config, model, bad, field):
-  engine = engine_lib.Engine(model, config, batch_size=2)
+  engine = engine_lib.Engine(session.program(model, config), batch_size=2)
   a, b = engine.add("a"), engine.add("b")
   engine.step({a: _chunks(model.layout, 1, 0)[0], b: None})
   before = jax.device_get(engine.state)
@@ -114,12 +114,12 @@ def test_malformed_chunk_raises_and_leaves_state(config, model, bad, field):
 
 
 def test_missing_chunk_is_empty_input_and_flagged(config, model):
-  engine = engine_lib.Engine(model, config, batch_size=2, seed=1)
+  engine = engine_lib.Engine(session.program(model, config), batch_size=2, seed=1)
   a, b = engine.add("a"), engine.add("b")
   out = engine.step({a: _chunks(model.layout, 1, 0)[0]})  # b sent nothing
   assert out[b].missing_input and not out[a].missing_input
 
-  reference = engine_lib.Engine(model, config, batch_size=2, seed=1)
+  reference = engine_lib.Engine(session.program(model, config), batch_size=2, seed=1)
   a2, b2 = reference.add("a"), reference.add("b")
   ref = reference.step({a2: _chunks(model.layout, 1, 0)[0], b2: engine_lib.Chunk()})
   assert not ref[b2].missing_input

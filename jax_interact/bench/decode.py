@@ -122,7 +122,7 @@ def measure_background(config, batch: int, micro_turns: int, tool: str,
                     f"{tmp}/tokenizer.model", vocab_size=48)
     tokenizer = Tokenizer.load(f"{tmp}/tokenizer.model")
   model = InteractionModel(config, rngs=nnx.Rngs(0))
-  engine_ = engine.Engine(model, config, batch)
+  engine_ = engine.Engine(session.program(model, config), batch)
   result = {"background": tool, "delegate_every": delegate_every}
   for label, delegating in (("without", False), ("with", True)):
     worker = workers.tool_worker(tool, tokenizer, slow_token_s=config.background.slow_token_s)

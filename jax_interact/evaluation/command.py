@@ -69,9 +69,9 @@ class Evaluator:
     self.positions, self.skipped = _scorable(data_dir, split, max_episodes)
     source = dataset.open_split(data_dir, split)
     self.episodes = [source[p] for p in self.positions]
-    self.config, self.tokenizer = config, tokenizer
+    self.model, self.config, self.tokenizer = model, config, tokenizer
     self.data_dir, self.split, self.max_episodes = data_dir, split, max_episodes
-    self.engine = engine_lib.Engine(model, config,
+    self.engine = engine_lib.Engine(session_lib.program(model, config),
                                     batch_size=min(batch_size, len(self.positions)))
     self._teacher_forced: diagnostics.TeacherForced | None = None
 
@@ -142,7 +142,7 @@ class Evaluator:
     return Evaluation(report.build(results, overall_extra, meta), results, strips)
 
   def _model(self) -> InteractionModel:
-    return nnx.merge(nnx.graphdef(self.engine.model), self.engine.params)
+    return nnx.merge(nnx.graphdef(self.model), self.engine.params)
 
   def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
     """Per episode, the `tf_*` decision accuracies (diagnostics.py)."""
@@ -150,7 +150,7 @@ class Evaluator:
                                               progress=progress))
     if self._teacher_forced is None:
       self._teacher_forced = diagnostics.TeacherForced(
-          self.engine.model, session_lib.Sampling.from_config(self.config.sample))
+          self.model, session_lib.Sampling.from_config(self.config.sample))
     rows = self.engine.batch_size
     observations = []
     for first in range(0, len(self.positions), rows):

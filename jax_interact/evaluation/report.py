@@ -83,7 +83,8 @@ def build(results: Results, overall_extra: dict[str, dict[str, Any]],
 
 def beats(model: dict[str, Any], baseline: dict[str, Any], family: str) -> bool:
   """Whether a family's metrics beat a baseline's: a higher score, or the same score with a
-  lower p50 of the family's main latency (LATENCY_KEYS; a missing latency loses)."""
+  lower p50 of the family's main latency (LATENCY_KEYS). A tie with a baseline that has no
+  latency (the silent one, or nobody answered) is not a win."""
   score, other = model.get("score"), baseline.get("score")
   if score is None:
     return False
@@ -93,7 +94,7 @@ def beats(model: dict[str, Any], baseline: dict[str, Any], family: str) -> bool:
     return False
   key = LATENCY_KEYS[family].removesuffix("_s") + "_p50_s"
   latency, other_latency = model.get(key), baseline.get(key)
-  return latency is not None and (other_latency is None or latency < other_latency)
+  return latency is not None and other_latency is not None and latency < other_latency
 
 
 def learned(report: dict[str, Any]) -> tuple[list[str], list[str]]:

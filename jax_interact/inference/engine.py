@@ -6,6 +6,11 @@ and a freed row's outputs are dropped. Each micro-turn, every live session may s
 of raw input (200 ms of 16 kHz audio, a video frame, typed text); a session that supplies none
 (missing or late) gets an empty input segment and its output is flagged. A malformed chunk
 raises InputError before anything runs, so no session's state changes.
+
+The engine holds no model code: it runs a `Program`, a model's micro-turn step and state
+handling as pure compiled functions, built in this process (`session.program`) or loaded from an
+export bundle (`jax_interact.serving.bundle`), so a bundle serves with the same host side
+(featurization, text queues, rows) as a training run.
 """
 
 from __future__ import annotations
@@ -14,17 +19,30 @@ import collections
 import dataclasses
 import time
 import zlib
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jax_interact.errors import InputError
-from jax_interact.inference import session
-from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import dmel, video
-from jax_interact.streams.layout import SlotKind
+from jax_interact.streams.layout import OUTPUT_KEYS, Layout, SlotKind, empty_inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What the engine runs for one model. `state` is opaque to the engine; `reset` and `step`
+  donate it. `step` returns at least `turn` [B] and the OUTPUT_KEYS groups."""
+
+  layout: Layout
+  dmel_spec: dmel.DMelSpec
+  vocab_size: int
+  params: Any
+  init_state: Callable[[int, int], Any]  # (batch, seed) -> state
+  reset: Callable[[Any, jax.Array, jax.Array], Any]  # (state, rows_B bool, seed int32) -> state
+  step: Callable[[Any, Any, dict], tuple[Any, dict]]  # (params, state, inputs) -> (state, out)
+  batch_size: int | None = None  # the only batch size it takes (an export), None: any
 
 
 @dataclasses.dataclass
@@ -57,18 +75,19 @@ class _Row:
 
 
 class Engine:
-  """`Engine(model, config, batch_size)`; see the module docstring."""
+  """`Engine(program, batch_size)`; see the module docstring."""
 
-  def __init__(self, model: InteractionModel, config, batch_size: int, seed: int = 0):
-    self.model = model
-    self.layout = model.layout
-    self.vocab_size = model.text_head.w.shape[-1]
-    self.dmel_spec = dmel.DMelSpec.from_config(config.stream)
+  def __init__(self, program: Program, batch_size: int | None = None, seed: int = 0):
+    batch_size = batch_size or program.batch_size
+    if not batch_size or program.batch_size not in (None, batch_size):
+      raise InputError("batch size", f"got {batch_size}, the program takes "
+                       f"{program.batch_size or 'any batch size > 0'}")
+    self.layout = program.layout
+    self.vocab_size = program.vocab_size
+    self.dmel_spec = program.dmel_spec
     self.batch_size = batch_size
-    self.params, self._step = session.jit_step(model, session.Sampling.from_config(config.sample))
-    self._reset = jax.jit(lambda state, rows, seed: session.reset(model, state, rows, seed),
-                          donate_argnums=(0,))
-    self.state = session.init_state(model, batch_size, seed)
+    self.params, self._step, self._reset = program.params, program.step, program.reset
+    self.state = program.init_state(batch_size, seed)
     self.rows: list[_Row | None] = [None] * batch_size
     self._seed = seed
 
@@ -121,7 +140,7 @@ class Engine:
       self._check_row(row)
       if chunk is not None:
         self._validate(row, chunk)
-    inputs = session.empty_inputs(self.layout, self.batch_size)
+    inputs = empty_inputs(self.layout, self.batch_size)
     missing = {}
     for row, occupant in enumerate(self.rows):
       if occupant is not None:
@@ -130,7 +149,7 @@ class Engine:
         self._fill(inputs, row, occupant, chunk or Chunk())
     start = time.perf_counter()
     self.state, out = self._step(self.params, self.state, inputs)
-    out = jax.device_get({k: out[k] for k in ("turn",) + session.OUTPUT_KEYS})
+    out = jax.device_get({k: out[k] for k in ("turn",) + OUTPUT_KEYS})
     step_ms = (time.perf_counter() - start) * 1000
     return {row: TurnOutput(turn=int(out["turn"][row]),
                             user_transcript=out["user_transcript"][row],

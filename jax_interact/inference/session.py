@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_interact.inference import engine
 from jax_interact.models.attention import KeyValues
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import tokenizer
-from jax_interact.streams.dmel import SILENCE_BIN
-from jax_interact.streams.layout import GROUP_KEYS, INPUT_KINDS, OUTPUT_KINDS, Layout, SlotKind
-
-INPUT_KEYS = tuple(GROUP_KEYS[k] for k in INPUT_KINDS if k in GROUP_KEYS) + ("video_mask",)
-OUTPUT_KEYS = tuple(GROUP_KEYS[k] for k in OUTPUT_KINDS)
+from jax_interact.streams.dmel import DMelSpec
+# The segment keys and empty segments are the layout's; session users find them here too.
+from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, SlotKind,  # noqa: F401
+                                         empty_inputs, empty_outputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,30 +78,6 @@ class SessionState:
 def capacity(model: InteractionModel) -> int:
   window = model.window
   return window.sinks + window.window_turns * window.turn_len
-
-
-def empty_outputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
-  """An output segment of silence: `<sil>` text and silence-mel audio."""
-  k, m = layout.frames_per_token, layout.n_mels
-  return {
-      "user_transcript": np.full((batch, layout.count(SlotKind.USER_TRANSCRIPT)), tokenizer.SIL,
-                                 np.int32),
-      "text_out": np.full((batch, layout.count(SlotKind.TEXT_OUT)), tokenizer.SIL, np.int32),
-      "audio_out": np.full((batch, layout.count(SlotKind.AUDIO_OUT), k, m), SILENCE_BIN,
-                           np.uint8),
-  }
-
-
-def empty_inputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
-  """An input segment with nothing in it: what a missing or late chunk is replaced by."""
-  k, m, p = layout.frames_per_token, layout.n_mels, layout.patch
-  return {
-      "text_in": np.full((batch, layout.count(SlotKind.TEXT_IN)), tokenizer.PAD, np.int32),
-      "video": np.zeros((batch, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
-      "audio_in": np.full((batch, layout.count(SlotKind.AUDIO_IN), k, m), SILENCE_BIN, np.uint8),
-      "bg": np.full((batch, layout.count(SlotKind.BG)), tokenizer.PAD, np.int32),
-      "video_mask": np.zeros((batch,), bool),
-  }
 
 
 def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
@@ -311,3 +287,15 @@ def jit_step(model: InteractionModel, sampling: Sampling = Sampling(), teacher_f
     return step(nnx.merge(graphdef, params), state, chunk, sampling, forced)
 
   return params, jax.jit(run, donate_argnums=(1,))
+
+
+def program(model: InteractionModel, config) -> engine.Program:
+  """The engine's program for `model`, compiled in this process, sampling as `config.sample`."""
+  params, run = jit_step(model, Sampling.from_config(config.sample))
+  return engine.Program(
+      layout=model.layout, dmel_spec=DMelSpec.from_config(config.stream),
+      vocab_size=model.text_head.w.shape[-1], params=params,
+      init_state=lambda batch, seed: init_state(model, batch, seed),
+      reset=jax.jit(lambda state, rows_B, seed: reset(model, state, rows_B, seed),
+                    donate_argnums=(0,)),
+      step=run)

@@ -1,7 +1,8 @@
 """`jax-interact stream`: one streaming session over a recorded episode or audio/video files.
 
 Writes, into OUT: `out.wav` (the model's voice, vocoded per micro-turn and placed on the wall
-clock: the output of micro-turn t plays during [(t+1)T, (t+2)T)), `transcript.json` (every
+clock: the output of micro-turn t plays during [(t+1)T, (t+2)T); it has exactly the input's
+sample rate and number of samples, what Full-Duplex-Bench expects), `transcript.json` (every
 generated token with its micro-turn, wall time, slot kind and text), `timeline.png` (input and
 output audio with both transcripts on one time axis) and `latency.json` (step-time percentiles
 and the real-time factor). Everything is written to a temporary folder renamed at the end.
@@ -21,7 +22,8 @@ import numpy as np  # noqa: E402
 
 from jax_interact import atomic, vocoder  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
-from jax_interact.inference import engine as engine_lib, trained as trained_lib  # noqa: E402
+from jax_interact.inference import engine as engine_lib  # noqa: E402
+from jax_interact.inference import session, trained as trained_lib  # noqa: E402
 from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
 from jax_interact.streams.layout import Layout, SlotKind  # noqa: E402
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES, Tokenizer  # noqa: E402
@@ -38,10 +40,10 @@ def episode_chunks(episode, layout: Layout, tokenizer: Tokenizer) -> list[engine
   return _chunks(user, episode.video, episode.video_times_s, n_turns, layout, typed)
 
 
-def file_chunks(audio_path: str, video_path: str | None, layout: Layout) -> list[engine_lib.Chunk]:
-  """The live input of an audio file (any rate or channels: mixed to 16 kHz mono) and video."""
-  samples, rate = audio_lib.load_audio(audio_path)
-  user = audio_lib.to_mono_16k(samples, rate)
+def file_chunks(samples_CS: np.ndarray, rate: int, video_path: str | None,
+                layout: Layout) -> list[engine_lib.Chunk]:
+  """The live input of audio samples (any rate or channels: mixed to 16 kHz mono) and video."""
+  user = audio_lib.to_mono_16k(samples_CS, rate)
   n_turns = -(-len(user) // layout.chunk_samples)
   frames, times = (read_video(video_path) if video_path
                    else (np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.float32)))
@@ -108,6 +110,13 @@ def model_voice(outputs: list[engine_lib.TurnOutput], spec: dmel.DMelSpec,
   return np.clip(wave, -1.0, 1.0)
 
 
+def on_input_clock(voice_16k: np.ndarray, n_samples: int, rate: int) -> np.ndarray:
+  """The model's voice at the input's `rate`, cut or padded with silence to `n_samples`: sample
+  i of the output and of the input are the same instant."""
+  voice = audio_lib.resample(voice_16k, 16000, rate)
+  return np.pad(voice[:n_samples], (0, max(0, n_samples - len(voice))))
+
+
 def draw_timeline(user: np.ndarray, voice: np.ndarray, tokens: list[dict],
                   chunk_ms: int) -> plt.Figure:
   rate = 16000
@@ -142,11 +151,15 @@ def main(args) -> int:
     episode = episode_by_index(data_dir, int(index))
     chunks = episode_chunks(episode, layout, run.tokenizer)
     user = audio_lib.from_int16(episode.user_audio)
+    rate, n_samples = 16000, len(user)
   else:
-    chunks = file_chunks(args.audio, args.video, layout)
+    samples_CS, rate = audio_lib.load_audio(args.audio)
+    chunks = file_chunks(samples_CS, rate, args.video, layout)
     user = np.concatenate([c.audio for c in chunks])
+    n_samples = samples_CS.shape[-1]
 
-  engine = engine_lib.Engine(run.model, run.config, batch_size=1, seed=args.seed)
+  engine = engine_lib.Engine(session.program(run.model, run.config), batch_size=1,
+                             seed=args.seed)
   runner = engine
   if getattr(args, "background", None):
     from jax_interact.background import orchestrator
@@ -168,7 +181,7 @@ def main(args) -> int:
 
   out = pathlib.Path(args.out)
   with atomic.directory(out) as tmp:
-    audio_lib.write_audio(tmp / "out.wav", voice, 16000)
+    audio_lib.write_audio(tmp / "out.wav", on_input_clock(voice, n_samples, rate), rate)
     (tmp / "transcript.json").write_text(json.dumps(
         {"chunk_ms": layout.chunk_ms, "checkpoint_step": run.step, "tokens": tokens,
          "background": background_events}, indent=1))

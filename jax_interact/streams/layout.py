@@ -30,6 +30,9 @@ import enum
 
 import numpy as np
 
+from jax_interact.streams import tokenizer
+from jax_interact.streams.dmel import SILENCE_BIN
+
 
 class SlotKind(enum.IntEnum):
   BOUNDARY = 0
@@ -57,6 +60,10 @@ GROUP_KEYS = {
     SlotKind.TEXT_OUT: "text_out",
     SlotKind.AUDIO_OUT: "audio_out",
 }
+
+# Keys of one micro-turn's input segment (what a step reads) and output segment (what it writes).
+INPUT_KEYS = tuple(GROUP_KEYS[k] for k in INPUT_KINDS if k in GROUP_KEYS) + ("video_mask",)
+OUTPUT_KEYS = tuple(GROUP_KEYS[k] for k in OUTPUT_KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +148,30 @@ class Layout:
     """int32 [n_turns * turn_len]: absolute sequence positions of a window's tokens."""
     return np.arange(first_turn * self.turn_len, (first_turn + n_turns) * self.turn_len,
                      dtype=np.int32)
+
+
+def empty_outputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
+  """An output segment of silence: `<sil>` text and silence-mel audio."""
+  k, m = layout.frames_per_token, layout.n_mels
+  return {
+      "user_transcript": np.full((batch, layout.count(SlotKind.USER_TRANSCRIPT)), tokenizer.SIL,
+                                 np.int32),
+      "text_out": np.full((batch, layout.count(SlotKind.TEXT_OUT)), tokenizer.SIL, np.int32),
+      "audio_out": np.full((batch, layout.count(SlotKind.AUDIO_OUT), k, m), SILENCE_BIN,
+                           np.uint8),
+  }
+
+
+def empty_inputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
+  """An input segment with nothing in it: what a missing or late chunk is replaced by."""
+  k, m, p = layout.frames_per_token, layout.n_mels, layout.patch
+  return {
+      "text_in": np.full((batch, layout.count(SlotKind.TEXT_IN)), tokenizer.PAD, np.int32),
+      "video": np.zeros((batch, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
+      "audio_in": np.full((batch, layout.count(SlotKind.AUDIO_IN), k, m), SILENCE_BIN, np.uint8),
+      "bg": np.full((batch, layout.count(SlotKind.BG)), tokenizer.PAD, np.int32),
+      "video_mask": np.zeros((batch,), bool),
+  }
 
 
 def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,

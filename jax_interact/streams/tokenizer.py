@@ -95,5 +95,9 @@ class Tokenizer:
     parts.append(self._sp.decode(run))
     return " ".join(p for p in parts if p)
 
+  def model_bytes(self) -> bytes:
+    """The serialized SentencePiece model (what `load` reads)."""
+    return self._sp.serialized_model_proto()
+
   def piece(self, token_id: int) -> str:
     return self._sp.id_to_piece(int(token_id))
