@@ -3,8 +3,8 @@
 One run lives in a workdir W: `W/config.json`, `W/checkpoints/<step>/`, `W/metrics.jsonl` and
 `W/tensorboard/`. Starting again in the same W resumes from the latest checkpoint and, given the
 same config, reproduces bit for bit the losses the uninterrupted run would have logged: batches
-come from the checkpointed Grain iterator (or are a pure function of (seed, step) when
-`config.data.dir` is empty) and the loss rng of step s is derived from (seed, s).
+come from the checkpointed Grain iterator (or, with `config.data.source=random`, are a pure
+function of (seed, step)) and the loss rng of step s is derived from (seed, s).
 """
 
 from __future__ import annotations
@@ -76,6 +76,20 @@ def random_batches(config: ml_collections.ConfigDict, stream: int) -> Callable[[
   return batch
 
 
+def check_data_source(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError unless the config says what to train on: a dataset directory, or random
+  batches asked for by name."""
+  if config.data.source == "random":
+    if config.data.dir:
+      raise config_lib.ConfigError("config.data.source", "random batches ignore "
+                                   f"data.dir={config.data.dir!r}; set only one of the two")
+  elif not config.data.dir:
+    raise config_lib.ConfigError("config.data.dir", "empty; make a dataset with `jax-interact "
+                                 "data generate --out DIR --episodes N` and pass "
+                                 "--config.data.dir=DIR (--config.data.source=random trains on "
+                                 "random batches)")
+
+
 def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
   # Imported only by runs that read a dataset.
   if config.model.kind == "background":
@@ -88,7 +102,7 @@ def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool
 def eval_batches(config: ml_collections.ConfigDict) -> list[Batch]:
   """The held-out batches every evaluation uses (the same ones each time)."""
   n = config.train.eval_batches
-  if not config.data.dir:
+  if config.data.source == "random":
     return [random_batches(config, _EVAL_DATA)(i) for i in range(n)]
   iterator = _data_iterator(config, config.data.eval_split, train=False)
   return [next(iterator) for _ in range(n)]
@@ -198,6 +212,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
   Raises Diverged on a non-finite loss (no checkpoint is written from such a step).
   """
+  check_data_source(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh, devices)
@@ -207,12 +222,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
   with sharding.use(mesh, sharding.rules(config)):
     program = Program.create(config, mesh)
-    if config.data.dir:
-      data_iterator = _data_iterator(config, "train", train=True)
-      next_batch = lambda _: next(data_iterator)
-    else:
+    if config.data.source == "random":
       data_iterator = None
       next_batch = random_batches(config, _TRAIN_DATA)
+    else:
+      data_iterator = _data_iterator(config, "train", train=True)
+      next_batch = lambda _: next(data_iterator)
 
     checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
     start = checkpoints.latest_step() or 0

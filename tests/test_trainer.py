@@ -28,7 +28,8 @@ SMALL = [
     "model.head_dim=4", "model.d_ff=64", "model.local_d_model=32", "model.local_heads=4",
     "model.local_d_ff=64", "model.flow_hidden=32", "model.window_turns=2", "model.sinks=1",
     "model.vocab_size=64", "stream.n_mels=8", "stream.video_height=40", "stream.video_width=40",
-    "data.window=2", "data.batch_size=8", "train.log_every_steps=1", "train.eval_batches=0",
+    "data.source=random", "data.window=2", "data.batch_size=8", "train.log_every_steps=1",
+    "train.eval_batches=0",
     "train.warmup_steps=0", f"train.steps={STEPS}", "mesh.data=2", "mesh.tensor=4",
 ]
 
@@ -101,6 +102,15 @@ def test_unknown_config_key_exits_2_with_one_line(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert code == 2
   assert err.count("\n") == 0 and "model.no_such_key" in err
+  assert not (tmp_path / "w").exists()
+
+
+def test_training_needs_a_dataset_or_random_batches_by_name(tmp_path, capsys):
+  code = cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
+                   "--config.train.steps=1"])
+  err = capsys.readouterr().err.strip()
+  assert code == 2
+  assert err.count("\n") == 0 and "config.data.dir" in err and "data generate" in err
   assert not (tmp_path / "w").exists()
 
 
