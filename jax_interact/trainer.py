@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -100,12 +102,37 @@ def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool
 
 
 def eval_batches(config: ml_collections.ConfigDict) -> list[Batch]:
-  """The held-out batches every evaluation uses (the same ones each time)."""
+  """The held-out batches every evaluation uses (the same ones each time): train.eval_batches,
+  or fewer when the split holds fewer (a dataset's evaluation reads each episode once)."""
   n = config.train.eval_batches
   if config.data.source == "random":
     return [random_batches(config, _EVAL_DATA)(i) for i in range(n)]
-  iterator = _data_iterator(config, config.data.eval_split, train=False)
-  return [next(iterator) for _ in range(n)]
+  return list(itertools.islice(_data_iterator(config, config.data.eval_split, train=False), n))
+
+
+def counted_windows(batches: Sequence[Batch]) -> int:
+  """Windows of all processes' `batches` that count in a loss (padding windows are masked out)."""
+  local = 0
+  for batch in batches:
+    mask = batch["turn_mask"] if "turn_mask" in batch else batch["loss_mask"]
+    local += int(np.sum(np.any(mask.reshape(len(mask), -1), axis=1)))
+  if jax.process_count() == 1:
+    return local
+  return int(np.sum(multihost_utils.process_allgather(np.int64(local))))
+
+
+def _describe_eval(config: ml_collections.ConfigDict, held_out: list[Batch]) -> str:
+  split, wanted = config.data.eval_split, config.train.eval_batches
+  if not wanted:
+    return "no evaluation (train.eval_batches=0)"
+  windows = counted_windows(held_out)
+  if not windows:
+    return f"no evaluation: split {split!r} holds no windows"
+  fewer = (f"; the split fills {len(held_out)} of train.eval_batches={wanted}"
+           if len(held_out) < wanted else "")
+  return (f"evaluating on {windows} held-out window{'' if windows == 1 else 's'} of split "
+          f"{split!r} ({len(held_out)} batches{fewer}) every {config.train.eval_every_steps} "
+          "steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +275,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     train_step = program.jit_train_step(first_batch)
     eval_step = program.jit_eval_step(first_batch)
     held_out = eval_batches(config)
+    eval_line = _describe_eval(config, held_out)
+    if is_primary:
+      print(eval_line, flush=True)
 
     interactivity = _interactivity(config, program, workdir)
     tokens = tokens_per_step(config)

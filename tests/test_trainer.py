@@ -15,6 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache as jax_compilat
 from jax_interact import cli, trainer
 from jax_interact import config as config_lib
 from jax_interact.training import optimizer
+from test_dataset import write_tiny_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.py")
@@ -103,6 +104,18 @@ def test_unknown_config_key_exits_2_with_one_line(tmp_path, capsys):
   assert code == 2
   assert err.count("\n") == 0 and "model.no_such_key" in err
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_a_small_dataset_trains_and_evaluates_on_what_its_split_holds(tmp_path, capsys):
+  write_tiny_dataset(tmp_path / "data", 3)  # 2 train episodes, 1 validation episode
+  config = config_lib.load(TINY, [o for o in SMALL if o != "data.source=random"] + [
+      f"data.dir={tmp_path / 'data'}", "data.num_workers=0", "train.steps=2",
+      "train.eval_batches=3", "train.eval_every_steps=2"])
+  trainer.train(config, tmp_path / "w")
+  assert ("evaluating on 1 held-out window of split 'validation' (1 batches; the split fills 1 "
+          "of train.eval_batches=3)") in capsys.readouterr().out
+  assert np.isfinite(read_metrics(tmp_path / "w")[-1]["eval_loss"])
 
 
 def test_training_needs_a_dataset_or_random_batches_by_name(tmp_path, capsys):
