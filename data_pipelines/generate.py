@@ -69,10 +69,6 @@ def generate_dataset(out: str | os.PathLike, n: int, *, tasks: Sequence[str], se
 
 def main(args: argparse.Namespace) -> int:
   tasks = parse_tasks(args.tasks)
-  if args.episodes < 1:
-    raise InputError("--episodes", f"got {args.episodes}, expected a count >= 1")
-  if args.workers < 0:
-    raise InputError("--workers", f"got {args.workers}, expected >= 0 (0: all cores)")
   out = pathlib.Path(args.out)
   dataset.check_replaceable(out)
   start = time.perf_counter()
