@@ -18,6 +18,7 @@ import os
 import pathlib
 import sys
 
+from jax_interact import cli
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_once, stage
 
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="configs/recipe_cpu.py")
   parser.add_argument("--out", default="out/recipe")
-  parser.add_argument("--episodes", type=int, default=1200)
+  parser.add_argument("--episodes", type=cli.count, default=1200)
   parser.add_argument("--tasks", default=",".join(GRADED_TASKS))
-  parser.add_argument("--eval-episodes", type=int, default=120)
-  parser.add_argument("--seed", type=int, default=1)
+  parser.add_argument("--eval-episodes", type=cli.count, default=120)
+  parser.add_argument("--seed", type=cli.seed, default=1)
   args = parser.parse_args(argv)
 
   out = pathlib.Path(args.out)
