@@ -154,6 +154,7 @@ class Program:
     graphdef, abstract_state = nnx.split(model)
     tx = optimizer.make_optimizer(config.train)
     abstract_opt_state = jax.eval_shape(tx.init, _params(abstract_state))
+    sharding.check_divisible(config, mesh, sharding.variable_shapes(abstract_state))
     return cls(config, mesh, graphdef, tx, abstract_state, abstract_opt_state,
                sharding.state_shardings(abstract_state, mesh),
                sharding.state_shardings(abstract_opt_state, mesh))
@@ -171,6 +172,27 @@ class Program:
     return checkpoints.restore(
         step, checkpointing.abstract_like(self.abstract_state, self.state_shardings),
         checkpointing.abstract_like(self.abstract_opt_state, self.opt_shardings), data_iterator)
+
+  def checked_steps(self, batch: Batch):
+    """(train step, eval step) jitted for batches like `batch` (this process's share), after
+    holding the global batch and every activation constraint of the train step against the mesh
+    (the eval step runs the same forward on the whole batch). That takes a trace, which the
+    first call reuses; nothing is compiled."""
+    train_step, eval_step = self.jit_train_step(batch), self.jit_eval_step(batch)
+    shardings = self.batch_shardings(batch)
+    global_batch = {k: jax.ShapeDtypeStruct((len(v) * jax.process_count(), *v.shape[1:]),
+                                            v.dtype, sharding=shardings[k])
+                    for k, v in batch.items()}
+    sharding.check_divisible(self.config, self.mesh, [
+        (f"batch array {k!r} {list(v.shape)}", v.shape, ("batch",))
+        for k, v in global_batch.items()])
+    state = checkpointing.abstract_like(self.abstract_state, self.state_shardings)
+    opt_state = checkpointing.abstract_like(self.abstract_opt_state, self.opt_shardings)
+    with sharding.recording_constraints() as activations:
+      jax.eval_shape(train_step, state, opt_state, global_batch,
+                     jax.ShapeDtypeStruct((), np.int32))
+    sharding.check_divisible(self.config, self.mesh, activations)
+    return train_step, eval_step
 
   def batch_shardings(self, batch: Batch) -> dict[str, NamedSharding]:
     return {k: sharding.batch_sharding(self.mesh, np.ndim(v)) for k, v in batch.items()}
@@ -241,14 +263,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   """
   check_data_source(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh, devices)
   check_batch_divides(config, mesh)
   train_config, total_steps = config.train, config.train.steps
   is_primary = jax.process_index() == 0
 
-  with sharding.use(mesh, sharding.rules(config)):
+  with sharding.use(mesh, sharding.rules(config, mesh)):
     program = Program.create(config, mesh)
+    train_step, eval_step = program.checked_steps(random_batches(config, _TRAIN_DATA)(0))
+    workdir.mkdir(parents=True, exist_ok=True)
     if config.data.source == "random":
       data_iterator = None
       next_batch = random_batches(config, _TRAIN_DATA)
@@ -272,8 +295,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       return start
 
     first_batch = next_batch(start)
-    train_step = program.jit_train_step(first_batch)
-    eval_step = program.jit_eval_step(first_batch)
     held_out = eval_batches(config)
     eval_line = _describe_eval(config, held_out)
     if is_primary:
