@@ -280,9 +280,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       next_batch = lambda _: next(data_iterator)
 
     checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
-    start = checkpoints.latest_step() or 0
-    state, opt_state = (program.restore(checkpoints, start, data_iterator) if start
-                        else program.init())
+    start, state, opt_state = _resume(program, checkpoints, data_iterator)
     if is_primary:
       _write_json_atomic(workdir / "config.json", config.to_dict())
       _keep_tokenizer(config, workdir)
@@ -358,6 +356,31 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       if interactivity is not None:
         interactivity.close()
   return total_steps
+
+
+def _resume(program: Program, checkpoints: checkpointing.Checkpoints, data_iterator):
+  """(step, state, opt_state) of the newest checkpoint that reads on every process; each newer
+  one is set aside with a line on stderr. A fresh start at step 0 when none reads."""
+  for step in reversed(checkpoints.all_steps()):
+    failure = None
+    try:
+      restored = program.restore(checkpoints, step, data_iterator)
+    except checkpointing.Unreadable as e:
+      failure = e
+    if _on_every_process(failure is None):
+      return (step, *restored)
+    aside = checkpoints.set_aside(step)
+    if jax.process_index() == 0:
+      reason = failure or f"checkpoint {step} cannot be read by another process"
+      print(f"warning: {reason}; moved it to {aside} and trying an earlier one",
+            file=sys.stderr, flush=True)
+  return (0, *program.init())
+
+
+def _on_every_process(ok: bool) -> bool:
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.bool_(ok))))
 
 
 def _interactivity(config: ml_collections.ConfigDict, program: Program,

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and started again logs, bit for bit, the losses of an unbroken run."""
+"""Resuming: a killed run logs, bit for bit, the losses of an unbroken run; an unreadable checkpoint
+is named in one line and training falls back to the one before."""
 
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import pytest
 from test_trainer import REPO, SMALL, STEPS, TINY, read_metrics
 from test_trainer import compilation_cache, compilation_cache_dir  # noqa: F401 (fixtures)
 
+from jax_interact import cli
 from jax_interact import config as config_lib
 from jax_interact import trainer
+from jax_interact.streams import tokenizer
 
 
 def committed_steps(workdir) -> list[int]:
@@ -44,3 +47,32 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
   assert [row["step"] for row in rows] == list(range(1, STEPS + 1))
   assert [row["loss"] for row in rows] == [row["loss"] for row in expected]
   assert [row["grad_norm"] for row in rows] == [row["grad_norm"] for row in expected]
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_an_unreadable_checkpoint_is_named_and_training_resumes_from_the_one_before(tmp_path,
+                                                                                   capsys):
+  workdir = tmp_path / "w"
+  config = config_lib.load(TINY, SMALL + ["train.steps=4", "checkpoint.every_steps=2"])
+  trainer.train(config, workdir)
+  tokenizer.train_tokenizer(["a few words to serve with"] * 8, str(workdir / tokenizer.FILENAME),
+                            vocab_size=32)
+  arrays = [p for p in (workdir / "checkpoints" / "4" / "state").rglob("*") if p.is_file()]
+  largest = max(arrays, key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:largest.stat().st_size // 2])
+  capsys.readouterr()
+
+  # Serving names the step and where it failed, in one line.
+  code = cli.main(["stream", "--workdir", str(workdir), "--audio", str(tmp_path / "in.wav"),
+                   "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert code == 2 and err.count("\n") == 1
+  assert err.startswith(f"error: {workdir / 'checkpoints' / '4'}")
+  assert "checkpoint 4 cannot be read" in err
+
+  # Training sets it aside and continues from step 2.
+  trainer.train(config, workdir)
+  out, err = capsys.readouterr()
+  assert "checkpoint 4 cannot be read" in err and "resuming from step 2" in out
+  assert committed_steps(workdir) == [2, 4]
+  assert (workdir / "unreadable_checkpoints" / "4" / "state").is_dir()
