@@ -33,6 +33,7 @@ import tqdm
 from data_pipelines import dataset
 from data_pipelines import featurize
 from data_pipelines import tfds_builder
+from data_pipelines import worker_lifetime
 from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
@@ -86,7 +87,8 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
                     disable=not progress)
     # Spawning workers costs seconds; small datasets featurize faster in this process.
     workers = min(workers or os.cpu_count() or 1, -(-sum(sizes.values()) // _EPISODES_PER_WORKER))
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    pool = (multiprocessing.get_context("spawn").Pool(
+        workers, worker_lifetime.follow_parent, (os.getpid(),)) if workers > 1 else None)
     layout = {}
     try:
       for split, n in sizes.items():

@@ -19,6 +19,7 @@ import tqdm
 
 from data_pipelines import dataset
 from data_pipelines import synthetic
+from data_pipelines import worker_lifetime
 from data_pipelines.episode import Episode
 from jax_interact.errors import InputError
 
@@ -51,7 +52,8 @@ def generate_episodes(tasks: Sequence[str], n: int, seed: int, workers: int,
         yield _generate(job)
         bar.update()
       return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        workers, worker_lifetime.follow_parent, (os.getpid(),)) as pool:
       for episode in pool.imap(_generate, jobs):
         yield episode
         bar.update()

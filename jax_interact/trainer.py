@@ -34,7 +34,7 @@ from jax_interact import models, sharding
 from jax_interact.models import counting
 from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import Layout, random_batch
-from jax_interact.training import checkpointing, distributed, optimizer
+from jax_interact.training import checkpointing, distributed, optimizer, preemption
 from jax_interact.training import metrics as metrics_lib
 from jax_interact.training import steps as steps_lib
 
@@ -259,7 +259,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
           devices: Sequence[jax.Device] | None = None) -> int:
   """Trains to `config.train.steps` (resuming from W/checkpoints); returns the last step.
 
-  Raises Diverged on a non-finite loss (no checkpoint is written from such a step).
+  SIGTERM or SIGINT (preemption.py) stops it after a step that every process agrees on, with a
+  checkpoint of that step and one line saying so; that step is returned. Raises Diverged on a
+  non-finite loss (no checkpoint is written from such a step).
   """
   check_data_source(config)
   workdir = pathlib.Path(workdir)
@@ -268,7 +270,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   train_config, total_steps = config.train, config.train.steps
   is_primary = jax.process_index() == 0
 
-  with sharding.use(mesh, sharding.rules(config, mesh)):
+  with preemption.Preemption() as preempted, sharding.use(mesh, sharding.rules(config, mesh)):
     program = Program.create(config, mesh)
     train_step, eval_step = program.checked_steps(random_batches(config, _TRAIN_DATA)(0))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -346,15 +348,24 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             log.note(line)
           if row:
             log.write(row)
-          if step % config.checkpoint.every_steps == 0 or step == total_steps:
+          stop = preempted.reached(step) and step < total_steps
+          if stop or step % config.checkpoint.every_steps == 0 or step == total_steps:
             check_pending()
-            checkpoints.save(step, state, opt_state, config, data_iterator)
+            if saved_step != step:
+              checkpoints.save(step, state, opt_state, config, data_iterator)
             saved_step = step
+          if stop:
+            break
     finally:
       log.close()
       checkpoints.close()
       if interactivity is not None:
         interactivity.close()
+  if saved_step < total_steps:
+    if is_primary:
+      print(f"preempted: stopped after step {saved_step}, whose checkpoint is saved; run the same "
+            "command to continue", flush=True)
+    return saved_step
   return total_steps
 
 
