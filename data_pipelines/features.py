@@ -32,7 +32,7 @@ import tqdm
 
 from data_pipelines import dataset
 from data_pipelines import featurize
-from data_pipelines import tfds_builder
+from data_pipelines import array_records
 from data_pipelines import worker_lifetime
 from jax_interact.streams.layout import Layout
 
@@ -82,7 +82,7 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
   try:
     stream_json = json.dumps(stream_config.to_dict())
-    sizes = {split: len(dataset.open_split(data_dir, split)) for split in tfds_builder.SPLITS}
+    sizes = {split: len(dataset.open_split(data_dir, split)) for split in array_records.SPLITS}
     bar = tqdm.tqdm(total=sum(sizes.values()), unit="episode", desc="featurizing",
                     disable=not progress)
     # Spawning workers costs seconds; small datasets featurize faster in this process.

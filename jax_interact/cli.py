@@ -35,6 +35,18 @@ def _integer(low: int, high: int | None = None, expected: str = ""):
   return parse
 
 
+def shard(text: str) -> tuple[int, int]:
+  """An argparse type: 'I/N', part I (0-based) of N."""
+  index, _, parts = text.partition("/")
+  try:
+    value = (int(index), int(parts))
+  except ValueError:
+    value = None
+  if value is None or not 0 <= value[0] < value[1]:
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected I/N with 0 <= I < N")
+  return value
+
+
 count = _integer(1, expected="an integer >= 1")
 non_negative = _integer(0, expected="an integer >= 0")
 seed = _integer(0, 2**31 - 1, expected="an integer in [0, 2**31)")
@@ -63,7 +75,13 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=seed, default=0)
   p.add_argument("--workers", type=non_negative, default=0,
                  help="processes (default 0: all cores)")
+  p.add_argument("--shard", type=shard, help="I/N: write only part I (0-based) of N, to join "
+                 "with the others by `data merge`")
   p.set_defaults(run="data_pipelines.generate:main")
+  p = data_commands.add_parser("merge", help="join the parts written by `data generate --shard`")
+  p.add_argument("--out", required=True)
+  p.add_argument("parts", nargs="+", help="the N part directories")
+  p.set_defaults(run="data_pipelines.merge:main")
   p = data_commands.add_parser("inspect", help="draw one episode on a time axis")
   p.add_argument("dir")
   p.add_argument("--index", type=non_negative, default=0)

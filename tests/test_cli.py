@@ -6,7 +6,8 @@ import pytest
 
 from jax_interact import cli
 
-RANGE_CHECKED = {cli.count: "0", cli.non_negative: "-1", cli.seed: "-1"}  # type -> a bad value
+# type -> a value out of its range
+RANGE_CHECKED = {cli.count: "0", cli.non_negative: "-1", cli.seed: "-1", cli.shard: "2/2"}
 
 
 def typed_arguments(parser: argparse.ArgumentParser, words=()):

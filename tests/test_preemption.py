@@ -84,9 +84,10 @@ def grain_workers(pid: int) -> set[int]:
 def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   write_tiny_dataset(tmp_path / "data", 4)
   workdir = tmp_path / "w"
+  overrides = [o for o in SMALL if o != "data.source=random"] + [
+      f"data.dir={tmp_path / 'data'}", f"data.num_workers={WORKERS}"]
   command = [sys.executable, "-m", "jax_interact.cli", "train", "--config", TINY,
-             "--workdir", str(workdir), *(f"--config.{o}" for o in SMALL if o != "data.source=random"),
-             f"--config.data.dir={tmp_path / 'data'}", f"--config.data.num_workers={WORKERS}"]
+             "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
 
   # SIGTERM: the trainer saves the step it is at and exits 0, its workers with it.
   run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
