@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import pathlib
 from typing import Any, Iterable, Sequence
@@ -299,24 +300,35 @@ def _check_manifest(manifest: Any, where: str) -> None:
     field = f".episodes[{i}]"
     check(entry, dict, field, "an object")
     for key, kind, expected in (("index", int, "an integer"), ("task", str, "a string"),
-                                ("duration_s", (int, float), "a number"),
+                                ("duration_s", (int, float), "a finite number"),
                                 ("words", list, "a list"), ("events", list, "a list")):
       if key not in entry:
         fail(f"{field}.{key}", f"{expected} (missing)")
       check(entry[key], kind, f"{field}.{key}", expected)
+    if isinstance(entry["duration_s"], float) and not math.isfinite(entry["duration_s"]):
+      fail(f"{field}.duration_s", "a finite number")
+    if entry["index"] in indices:
+      fail(f"{field}.index", "an index no other episode has")
     for j, word in enumerate(entry["words"]):
       check(word, dict, f"{field}.words[{j}]", "an object")
       for key in ("speaker", "text"):
         check(word.get(key), str, f"{field}.words[{j}].{key}", "a string")
     for j, event in enumerate(entry["events"]):
-      check(event, dict, f"{field}.events[{j}]", "an object")
-      check(event.get("type"), str, f"{field}.events[{j}].type", "a string")
+      event_field = f"{field}.events[{j}]"
+      check(event, dict, event_field, "an object")
+      check(event.get("type"), str, f"{event_field}.type", "a string")
+      if event["type"] == "typed":  # what the tokenizer learns from (`_episode_sentences`)
+        check(event.get("text"), str, f"{event_field}.text", "a string")
+      check(event.get("result_words", []), list, f"{event_field}.result_words", "a list")
+      for k, word in enumerate(event.get("result_words", [])):
+        check(word, dict, f"{event_field}.result_words[{k}]", "an object with 'text'")
+        check(word.get("text"), str, f"{event_field}.result_words[{k}].text", "a string")
     indices.add(entry["index"])
   for split in array_records.SPLITS:
     ids = manifest["splits"].get(split)
     check(ids, list, f".splits.{split}", "a list of episode indices")
     for j, index in enumerate(ids):
-      if isinstance(index, bool) or index not in indices:
+      if not isinstance(index, int) or isinstance(index, bool) or index not in indices:
         fail(f".splits.{split}[{j}]", "the index of an episode in .episodes")
 
 
@@ -324,9 +336,9 @@ def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
   """The manifest of a dataset (not of a part of one)."""
   path, manifest = _load_manifest(data_dir)
   if "part" in manifest:
-    part = manifest["part"]
-    raise InputError(str(data_dir), f"is part {part.get('index')} of {part.get('of')} of a "
-                     f"dataset; {MERGE_HINT}")
+    part = manifest["part"] if isinstance(manifest["part"], dict) else {}
+    raise InputError(str(data_dir), f"is part {part.get('index', '?')} of "
+                     f"{part.get('of', '?')} of a dataset; {MERGE_HINT}")
   return manifest
 
 
@@ -351,6 +363,10 @@ def open_split(data_dir: str | os.PathLike, split: str) -> EpisodeSource:
     records = array_records.open_builder(directory).as_data_source(split)
   except Exception as e:  # missing or corrupt TFDS metadata is a bad input directory
     raise InputError(str(directory), f"cannot be read as a TFDS dataset ({e})") from None
+  listed = len(manifest["splits"][split])
+  if len(records) != listed:
+    raise InputError(str(pathlib.Path(data_dir) / MANIFEST), f"lists {listed} episodes in "
+                     f"split {split!r}, but {directory} holds {len(records)}")
   return EpisodeSource(records, f"{data_dir}:{split}")
 
 

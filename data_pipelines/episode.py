@@ -122,17 +122,13 @@ class Episode:
     if not isinstance(example, dict) or set(example) != set(EXAMPLE_KEYS):
       keys = sorted(map(str, example)) if isinstance(example, dict) else type(example).__name__
       raise InputError(where, f"expected the keys {list(EXAMPLE_KEYS)}, got {keys}")
-    index = np.asarray(example["index"])
+    index = _array(example["index"], f"{where}.index")
     if index.shape != () or not np.issubdtype(index.dtype, np.integer):
       raise InputError(f"{where}.index", f"expected an integer, got {index.dtype} "
                        f"{list(index.shape)}")
     meta = _decode_meta(example["meta"], f"{where}.meta")
-    arrays = {}
-    for key in ("user_audio", "model_audio", "video", "video_times_s"):
-      try:
-        arrays[key] = np.asarray(example[key])
-      except (TypeError, ValueError) as e:  # e.g. ragged nested lists
-        raise InputError(f"{where}.{key}", f"expected an array ({e})") from None
+    arrays = {key: _array(example[key], f"{where}.{key}")
+              for key in ("user_audio", "model_audio", "video", "video_times_s")}
     return cls(index=int(index), task=meta["task"], words=meta["words"], events=meta["events"],
                annotations=meta["annotations"], **arrays)
 
@@ -142,6 +138,13 @@ class Episode:
 
 
 EXAMPLE_KEYS = ("index", "user_audio", "model_audio", "video", "video_times_s", "meta")
+
+
+def _array(value: Any, where: str) -> np.ndarray:
+  try:
+    return np.asarray(value)
+  except (TypeError, ValueError) as e:  # e.g. ragged nested lists
+    raise InputError(where, f"expected an array ({e})") from None
 
 
 def _is_number(value: Any) -> bool:
