@@ -158,12 +158,10 @@ def _current_rules():
 
 def variable_shapes(state) -> list[NamedShape]:
   """(what, shape, logical names) of every variable of an nnx State that has logical names."""
-  leaves = jax.tree_util.tree_flatten_with_path(state, is_leaf=lambda x: isinstance(x,
-                                                                                    nnx.Variable))
+  is_variable = lambda x: isinstance(x, nnx.Variable)
   named = []
-  for path, variable in leaves[0]:
-    names = variable.get_metadata().get("out_sharding") if isinstance(variable,
-                                                                      nnx.Variable) else None
+  for path, variable in jax.tree_util.tree_flatten_with_path(state, is_leaf=is_variable)[0]:
+    names = variable.get_metadata().get("out_sharding") if is_variable(variable) else None
     if names:
       where = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
       named.append((f"parameter {where} {list(variable.shape)}", tuple(variable.shape),

@@ -69,7 +69,6 @@ class Unreadable(InputError):
     innermost = chain[-1]
     reason = re.sub(r' (in OCDBT database )?at local file "[^"]*"', "",
                     (str(innermost).splitlines() or [""])[0])[:200]
-    self.step = step
     super().__init__(files[-1] if files else str(step_dir),
                      f"checkpoint {step} cannot be read ({type(innermost).__name__}: {reason})")
 
