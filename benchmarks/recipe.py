@@ -25,6 +25,7 @@ import pathlib
 import sys
 import time
 
+from jax_interact import cli
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_once, stage
 from jax_interact.evaluation.report import beats
@@ -102,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="configs/recipe_cpu.py")
   parser.add_argument("--out", default="out/recipe")
-  parser.add_argument("--episodes", type=int, default=1200)
+  parser.add_argument("--episodes", type=cli.count, default=1200)
   parser.add_argument("--tasks", default=",".join(GRADED_TASKS))
   parser.add_argument("--eval-data", help="dataset whose validation split is scored (default: "
                       "the recipe's own)")
-  parser.add_argument("--eval-episodes", type=int, default=120)
+  parser.add_argument("--eval-episodes", type=cli.count, default=120)
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
-  parser.add_argument("--seed", type=int, default=1)
+  parser.add_argument("--seed", type=cli.seed, default=1)
   args = parser.parse_args(argv)
 
   start = time.perf_counter()

@@ -3,27 +3,32 @@
     DIR/manifest.json      {"episodes": [Episode.manifest_entry() ...], "splits": {split: [index
                             ...]}, "tfds_dir": ..., "stats": ...}
     DIR/tokenizer.model    trained on the episodes' words plus any extra sentences
-    DIR/tfds/...           the ArrayRecord files (data_pipelines/tfds_builder.py)
+    DIR/tfds/...           the ArrayRecord shards (data_pipelines/array_records.py)
 
-`write_dataset` is atomic: everything is built in a temporary directory beside DIR and renamed
-into place at the end, so a failure leaves nothing half-written and an existing DIR is replaced
-only after success.
+`write_dataset` streams the episodes to disk as they come (memory holds one at a time besides
+the manifest's text) and is atomic: everything is built in a temporary directory beside DIR and
+renamed into place at the end, so a failure leaves nothing half-written and an existing DIR is
+replaced only after success.
+
+A large dataset can be written in independent parts (`write_dataset(..., part=(I, N))`, e.g. by
+`data generate --shard I/N` on several machines): a part holds its episodes and a manifest with
+"part" and "tokenizer" entries but no tokenizer or statistics yet; `merge_parts` joins all N parts
+into one dataset and trains the tokenizer on all of them.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import pathlib
-import pickle
-import shutil
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Sequence
 
 import ml_collections
 
+from data_pipelines import array_records
 from data_pipelines import featurize
-from data_pipelines import tfds_builder
 from data_pipelines.episode import Episode
 from jax_interact import atomic, config as config_lib
 from jax_interact.errors import InputError
@@ -33,115 +38,103 @@ from jax_interact.streams.layout import Layout
 MANIFEST = "manifest.json"
 TOKENIZER = tokenizer_lib.FILENAME
 TFDS_DIR = "tfds"
-VALIDATION_EVERY = 10  # every 10th episode of each task is held out (at least one; `_SplitWriter`)
+VALIDATION_EVERY = 10  # every 10th episode of each task is held out (at least one; `_write_splits`)
+MERGE_HINT = "join all parts with `jax-interact data merge --out DIR PART...`"
 
 
 def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
                   tokenizer_sentences: Iterable[str] | None = None, vocab_size: int = 1024,
-                  stream_config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+                  stream_config: ml_collections.ConfigDict | None = None,
+                  part: tuple[int, int] | None = None) -> dict[str, Any]:
   """Writes the episodes, manifest and tokenizer to `out_dir`; returns the manifest.
 
   `stream_config` (default: `config.defaults().stream`) sets the slot counts with which the
-  episodes are featurized once to count overflow for the manifest's statistics.
+  episodes are featurized once to count overflow for the manifest's statistics. With `part`
+  (I, N) it writes part I of N instead: the episodes and a manifest recording how to finish
+  (`merge_parts` does, with the default stream config).
   """
   out = pathlib.Path(out_dir)
   check_replaceable(out)
   with atomic.directory(out) as tmp:
-    writer = _SplitWriter(episodes, tmp / "stash", where=str(out))
-    dataset_dir = tfds_builder.build(tmp / TFDS_DIR, writer.examples)
-    shutil.rmtree(tmp / "stash", ignore_errors=True)
-    shutil.rmtree(tmp / TFDS_DIR / "downloads", ignore_errors=True)
-    sentences = writer.sentences + list(tokenizer_sentences or [])
-    tokenizer_lib.train_tokenizer(sentences, str(tmp / TOKENIZER), vocab_size)
-    tokenizer = tokenizer_lib.Tokenizer.load(str(tmp / TOKENIZER))
-
-    manifest = {
-        "episodes": writer.entries,
-        "splits": writer.splits,
-        "tfds_dir": str(dataset_dir.relative_to(tmp)),
-        "stats": _statistics(writer, _open_source(dataset_dir), tokenizer, stream_config),
-    }
+    entries, splits = _write_splits(tmp / TFDS_DIR, episodes, where=str(out))
+    manifest = {"episodes": entries, "splits": splits,
+                "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR)))}
+    tokenizer_settings = {"vocab_size": vocab_size,
+                          "extra_sentences": list(tokenizer_sentences or [])}
+    if part is None:
+      manifest["stats"] = _finish(tmp, manifest, tokenizer_settings, stream_config)
+    else:
+      manifest.update(part={"index": part[0], "of": part[1]}, tokenizer=tokenizer_settings)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
   return manifest
 
 
-class _SplitWriter:
-  """Splits one pass over the episodes into TFDS's train and validation example streams.
+def _write_splits(root: pathlib.Path, episodes: Iterable[Episode],
+                  where: str) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+  """Streams one pass over the episodes into the train and validation shards; returns the
+  manifest entries and the episode indices of each split.
 
-  TFDS builds the splits one after the other, so while the train split is written the
-  validation episodes are stashed on disk and replayed afterwards. Counting per task keeps
-  every task in both splits whatever order the tasks come in (every 10th of a stream that
-  cycles through 5 tasks would always be the same task). With fewer than VALIDATION_EVERY
-  episodes of every task the last one is held out; a single episode serves both splits.
+  Counting per task keeps every task in both splits whatever order the tasks come in (every
+  10th of a stream that cycles through 5 tasks would always be the same task). One episode of
+  lookahead is held back: with fewer than VALIDATION_EVERY episodes of every task the last one
+  is held out, and a single episode serves both splits.
   """
+  writers = {split: array_records.SplitWriter(root, split) for split in array_records.SPLITS}
+  splits: dict[str, list[int]] = {split: [] for split in array_records.SPLITS}
+  entries: list[dict[str, Any]] = []
+  tasks: collections.Counter[str] = collections.Counter()
 
-  def __init__(self, episodes: Iterable[Episode], stash_dir: pathlib.Path, where: str):
-    self._episodes = episodes
-    self._stash_dir = stash_dir
-    self._where = where
-    self._stashed: list[pathlib.Path] = []
-    self.entries: list[dict[str, Any]] = []
-    self.splits: dict[str, list[int]] = {split: [] for split in tfds_builder.SPLITS}
-    self.sentences: list[str] = []
-    self.durations_s: list[float] = []
-    self.tasks: collections.Counter[str] = collections.Counter()
-    self.words: collections.Counter[str] = collections.Counter()
+  def write(split: str, episode: Episode) -> None:
+    writers[split].write(episode.to_example())
+    splits[split].append(episode.index)
 
-  def examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    if split == "train":
-      for episode in self._train_episodes():
-        self.splits["train"].append(episode.index)
-        yield str(episode.index), episode.to_example()
-    else:
-      for path in self._stashed:
-        example = pickle.loads(path.read_bytes())
-        self.splits["validation"].append(int(example["index"]))
-        yield str(example["index"]), example
-
-  def _train_episodes(self) -> Iterator[Episode]:
-    held: Episode | None = None  # one episode of lookahead decides the held-out one at the end
-    seen: set[int] = set()
-    for position, episode in enumerate(self._episodes):
-      episode.validate(f"episodes[{position}] (index {episode.index})")
-      if episode.index in seen:
-        raise InputError(f"episodes[{position}].index", f"{episode.index} appears twice")
-      seen.add(episode.index)
-      self._record(episode)
-      if self.tasks[episode.task] % VALIDATION_EVERY == 0:
-        self._stash(episode)
-        continue
-      if held is not None:
-        yield held
-      held = episode
-    if held is None:
-      raise InputError(self._where, "no episodes to write")
-    if self._stashed:
-      yield held
-    else:
-      self._stash(held)
-      if len(self.entries) == 1:
-        yield held
-
-  def _stash(self, episode: Episode) -> None:
-    self._stash_dir.mkdir(exist_ok=True)
-    path = self._stash_dir / f"{len(self._stashed)}.pkl"
-    path.write_bytes(pickle.dumps(episode.to_example(), protocol=pickle.HIGHEST_PROTOCOL))
-    self._stashed.append(path)
-
-  def _record(self, episode: Episode) -> None:
-    self.entries.append(episode.manifest_entry())
-    self.durations_s.append(episode.duration_s)
-    self.tasks[episode.task] += 1
-    self.sentences.extend(_episode_sentences(episode))
-    for word in episode.words:
-      self.words[word.speaker] += 1
+  held: Episode | None = None
+  seen: set[int] = set()
+  for position, episode in enumerate(episodes):
+    episode.validate(f"episodes[{position}] (index {episode.index})")
+    if episode.index in seen:
+      raise InputError(f"episodes[{position}].index", f"{episode.index} appears twice")
+    seen.add(episode.index)
+    entries.append(episode.manifest_entry())
+    tasks[episode.task] += 1
+    if tasks[episode.task] % VALIDATION_EVERY == 0:
+      write("validation", episode)
+      continue
+    if held is not None:
+      write("train", held)
+    held = episode
+  if held is None:
+    raise InputError(where, "no episodes to write")
+  if splits["validation"]:
+    write("train", held)
+  else:
+    write("validation", held)
+    if len(entries) == 1:
+      write("train", held)
+  array_records.write_metadata(root, [writer.close() for writer in writers.values()])
+  return entries, splits
 
 
-def _episode_sentences(episode: Episode) -> list[str]:
-  """Tokenizer corpus lines: each speaker's words in order, typed text, background results."""
-  lines = [" ".join(w.text for w in episode.words if w.speaker == speaker)
+def _finish(out: pathlib.Path, manifest: dict[str, Any], tokenizer_settings: dict[str, Any],
+            stream_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
+  """Trains the tokenizer on the manifest's episodes plus the extra sentences; returns the
+  statistics."""
+  sentences = [line for entry in manifest["episodes"] for line in _episode_sentences(entry)]
+  tokenizer_lib.train_tokenizer(sentences + tokenizer_settings["extra_sentences"],
+                                str(out / TOKENIZER), tokenizer_settings["vocab_size"])
+  tokenizer = tokenizer_lib.Tokenizer.load(str(out / TOKENIZER))
+  builder = array_records.open_builder(out / manifest["tfds_dir"])
+  sources = {split: EpisodeSource(builder.as_data_source(split), str(out))
+             for split in array_records.SPLITS}
+  return _statistics(manifest, sources, tokenizer, stream_config)
+
+
+def _episode_sentences(entry: dict[str, Any]) -> list[str]:
+  """Tokenizer corpus lines of a manifest entry: each speaker's words in order, typed text,
+  background jobs and their results."""
+  lines = [" ".join(w["text"] for w in entry["words"] if w["speaker"] == speaker)
            for speaker in ("user", "model")]
-  for event in episode.events:
+  for event in entry["events"]:
     if event["type"] == "typed":
       lines.append(event["text"])
     elif event["type"] == "delegate":
@@ -150,7 +143,7 @@ def _episode_sentences(episode: Episode) -> list[str]:
   return [line for line in lines if line.strip()]
 
 
-def _statistics(writer: _SplitWriter, train_and_validation: dict[str, "EpisodeSource"],
+def _statistics(manifest: dict[str, Any], train_and_validation: dict[str, "EpisodeSource"],
                 tokenizer, stream_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
   """Dataset totals plus featurization counts (overflow spilled or dropped) per episode summed."""
   stream = stream_config if stream_config is not None else config_lib.defaults().stream
@@ -167,18 +160,68 @@ def _statistics(writer: _SplitWriter, train_and_validation: dict[str, "EpisodeSo
       tracks, stats = featurize.featurize_episode(episode, layout, tokenizer, stream)
       micro_turns += len(tracks["turn"])
       featurize_totals.update({k: int(v) for k, v in stats.items()})
+  entries = manifest["episodes"]
+  durations_s = [entry["duration_s"] for entry in entries]
+  words = collections.Counter(w["speaker"] for entry in entries for w in entry["words"])
   return {
-      "episodes": len(writer.entries),
-      "split_sizes": {split: len(ids) for split, ids in writer.splits.items()},
-      "hours": round(sum(writer.durations_s) / 3600, 4),
-      "mean_duration_s": round(sum(writer.durations_s) / len(writer.durations_s), 3),
-      "tasks": dict(sorted(writer.tasks.items())),
-      "words": dict(writer.words),
+      "episodes": len(entries),
+      "split_sizes": {split: len(ids) for split, ids in manifest["splits"].items()},
+      "hours": round(sum(durations_s) / 3600, 4),
+      "mean_duration_s": round(sum(durations_s) / len(durations_s), 3),
+      "tasks": dict(sorted(collections.Counter(entry["task"] for entry in entries).items())),
+      "words": dict(words),
       "micro_turns": micro_turns,
       "tokenizer_size": tokenizer.size,
       "featurize": dict(sorted(featurize_totals.items())),
       "featurize_slots": {kind.name.lower(): n for kind, n in layout.counts},
   }
+
+
+def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLike]) -> dict:
+  """Joins the N parts written with `write_dataset(..., part=(I, N))` into one dataset at
+  `out_dir` (atomic; the parts are left as they are); returns its manifest."""
+  out = pathlib.Path(out_dir)
+  check_replaceable(out)
+  parts = sorted((_read_part(p) for p in part_dirs), key=lambda part: part[1]["part"]["index"])
+  counts = {manifest["part"]["of"] for _, manifest in parts}
+  if len(counts) != 1:
+    raise InputError(str(part_dirs[0]), f"the parts say different totals {sorted(counts)}; "
+                     "expected the N parts of one dataset")
+  total = counts.pop()
+  indices = [manifest["part"]["index"] for _, manifest in parts]
+  if indices != list(range(total)):
+    missing = sorted(set(range(total)) - set(indices))
+    problem = f"part {missing[0]} of {total} is missing" if missing else "a part appears twice"
+    raise InputError("parts", f"{problem} (got parts {indices}); {MERGE_HINT}")
+  settings = [manifest["tokenizer"] for _, manifest in parts]
+  if any(s != settings[0] for s in settings):
+    raise InputError("parts", "the parts were written with different tokenizer settings")
+  seen: dict[int, pathlib.Path] = {}
+  for directory, manifest in parts:
+    for entry in manifest["episodes"]:
+      if entry["index"] in seen:
+        raise InputError(str(directory), f"episode index {entry['index']} is also in "
+                         f"{seen[entry['index']]}; parts must hold different episodes")
+      seen[entry["index"]] = directory
+  with atomic.directory(out) as tmp:
+    array_records.join([directory / TFDS_DIR for directory, _ in parts], tmp / TFDS_DIR)
+    manifest = {
+        "episodes": [entry for _, m in parts for entry in m["episodes"]],
+        "splits": {split: [i for _, m in parts for i in m["splits"][split]]
+                   for split in array_records.SPLITS},
+        "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR))),
+    }
+    manifest["stats"] = _finish(tmp, manifest, settings[0], None)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+  return manifest
+
+
+def summary(manifest: dict[str, Any]) -> str:
+  """'N episodes (H h of audio, T train / V validation)' of a dataset's or a part's manifest."""
+  hours = sum(entry["duration_s"] for entry in manifest["episodes"]) / 3600
+  splits = manifest["splits"]
+  return (f"{len(manifest['episodes'])} episodes ({hours:.3f} h of audio, "
+          f"{len(splits['train'])} train / {len(splits['validation'])} validation)")
 
 
 def check_replaceable(out: pathlib.Path) -> None:
@@ -190,55 +233,141 @@ def check_replaceable(out: pathlib.Path) -> None:
 
 
 class EpisodeSource:
-  """Random access to the episodes of one split (len, [i] -> Episode); picklable for workers."""
+  """Random access to the episodes of one split (len, [i] -> Episode); picklable for workers.
+  A record that does not decode to a valid episode raises InputError naming it."""
 
-  def __init__(self, records):
+  def __init__(self, records, where: str):
     self._records = records
+    self._where = where
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, i: int) -> Episode:
-    return Episode.from_example(self._records[i])
+    if not 0 <= i < len(self):
+      raise IndexError(f"{self._where}: no record {i} of {len(self)}")
+    where = f"{self._where}[{i}]"
+    try:
+      record = self._records[i]
+    except Exception as e:  # ArrayRecord and TFDS raise many kinds for a damaged shard
+      raise InputError(where, f"cannot be read ({type(e).__name__}: {e})") from None
+    episode = Episode.from_example(record, where)
+    episode.validate(where)
+    return episode
 
   def __repr__(self) -> str:
-    return f"EpisodeSource({self._records!r})"
+    return f"EpisodeSource({self._records!r}, {self._where!r})"
 
 
-def _open_source(dataset_dir: pathlib.Path) -> dict[str, EpisodeSource]:
-  builder = tfds_builder.open_builder(dataset_dir)
-  return {split: EpisodeSource(builder.as_data_source(split)) for split in tfds_builder.SPLITS}
+_WRITTEN_BY = "expected a dataset written by `jax-interact data generate` or `data convert`"
+
+
+def _load_manifest(data_dir: str | os.PathLike) -> tuple[pathlib.Path, dict[str, Any]]:
+  path = pathlib.Path(data_dir) / MANIFEST
+  if not pathlib.Path(data_dir).is_dir():
+    raise InputError(str(data_dir), f"not a directory; {_WRITTEN_BY}")
+  if not path.is_file():
+    raise InputError(str(path), f"not found; {_WRITTEN_BY}")
+  try:
+    manifest = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    raise InputError(str(path), f"not valid JSON ({type(e).__name__}: {e})") from None
+  _check_manifest(manifest, str(path))
+  return path, manifest
+
+
+def _check_manifest(manifest: Any, where: str) -> None:
+  """Raises InputError naming the first field that breaks the manifest format."""
+  def fail(field: str, expected: str):
+    raise InputError(f"{where}{field}", f"expected {expected}; not a manifest written by "
+                     "write_dataset")
+
+  def check(value: Any, kind: type | tuple[type, ...], field: str, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):  # no field is a bool
+      fail(field, expected)
+
+  check(manifest, dict, "", "a JSON object")
+  for key, kind, expected in (("episodes", list, "a list"), ("splits", dict, "an object"),
+                              ("tfds_dir", str, "a relative path")):
+    if key not in manifest:
+      fail(f".{key}", f"{expected} (missing)")
+    check(manifest[key], kind, f".{key}", expected)
+  if pathlib.Path(manifest["tfds_dir"]).is_absolute() or ".." in pathlib.Path(
+      manifest["tfds_dir"]).parts:
+    fail(".tfds_dir", "a path inside the dataset directory")
+  indices = set()
+  for i, entry in enumerate(manifest["episodes"]):
+    field = f".episodes[{i}]"
+    check(entry, dict, field, "an object")
+    for key, kind, expected in (("index", int, "an integer"), ("task", str, "a string"),
+                                ("duration_s", (int, float), "a finite number"),
+                                ("words", list, "a list"), ("events", list, "a list")):
+      if key not in entry:
+        fail(f"{field}.{key}", f"{expected} (missing)")
+      check(entry[key], kind, f"{field}.{key}", expected)
+    if isinstance(entry["duration_s"], float) and not math.isfinite(entry["duration_s"]):
+      fail(f"{field}.duration_s", "a finite number")
+    if entry["index"] in indices:
+      fail(f"{field}.index", "an index no other episode has")
+    for j, word in enumerate(entry["words"]):
+      check(word, dict, f"{field}.words[{j}]", "an object")
+      for key in ("speaker", "text"):
+        check(word.get(key), str, f"{field}.words[{j}].{key}", "a string")
+    for j, event in enumerate(entry["events"]):
+      event_field = f"{field}.events[{j}]"
+      check(event, dict, event_field, "an object")
+      check(event.get("type"), str, f"{event_field}.type", "a string")
+      if event["type"] == "typed":  # what the tokenizer learns from (`_episode_sentences`)
+        check(event.get("text"), str, f"{event_field}.text", "a string")
+      check(event.get("result_words", []), list, f"{event_field}.result_words", "a list")
+      for k, word in enumerate(event.get("result_words", [])):
+        check(word, dict, f"{event_field}.result_words[{k}]", "an object with 'text'")
+        check(word.get("text"), str, f"{event_field}.result_words[{k}].text", "a string")
+    indices.add(entry["index"])
+  for split in array_records.SPLITS:
+    ids = manifest["splits"].get(split)
+    check(ids, list, f".splits.{split}", "a list of episode indices")
+    for j, index in enumerate(ids):
+      if not isinstance(index, int) or isinstance(index, bool) or index not in indices:
+        fail(f".splits.{split}[{j}]", "the index of an episode in .episodes")
 
 
 def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any]:
-  path = pathlib.Path(data_dir) / MANIFEST
-  if not pathlib.Path(data_dir).is_dir():
-    raise InputError(str(data_dir), "not a directory; expected a dataset written by "
-                     "`jax-interact data generate` or `data convert`")
-  if not path.is_file():
-    raise InputError(str(path), "not found; expected a dataset written by "
-                     "`jax-interact data generate` or `data convert`")
-  try:
-    manifest = json.loads(path.read_text())
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise InputError(str(path), f"not valid JSON ({e})") from None
-  for key in ("episodes", "splits", "tfds_dir"):
-    if not isinstance(manifest, dict) or key not in manifest:
-      raise InputError(f"{path}.{key}", "missing; expected a manifest written by write_dataset")
+  """The manifest of a dataset (not of a part of one)."""
+  path, manifest = _load_manifest(data_dir)
+  if "part" in manifest:
+    part = manifest["part"] if isinstance(manifest["part"], dict) else {}
+    raise InputError(str(data_dir), f"is part {part.get('index', '?')} of "
+                     f"{part.get('of', '?')} of a dataset; {MERGE_HINT}")
   return manifest
+
+
+def _read_part(data_dir: str | os.PathLike) -> tuple[pathlib.Path, dict[str, Any]]:
+  path, manifest = _load_manifest(data_dir)
+  part, settings = manifest.get("part"), manifest.get("tokenizer")
+  if not (isinstance(part, dict) and isinstance(part.get("index"), int) and
+          isinstance(part.get("of"), int) and 0 <= part["index"] < part["of"] and
+          isinstance(settings, dict)):
+    raise InputError(str(path), "not a part of a dataset; expected a directory written by "
+                     "`jax-interact data generate --shard I/N`")
+  return pathlib.Path(data_dir), manifest
 
 
 def open_split(data_dir: str | os.PathLike, split: str) -> EpisodeSource:
   """The episodes of `split` ("train" or "validation") in the order they were written."""
-  if split not in tfds_builder.SPLITS:
-    raise InputError("split", f"got {split!r}, expected one of {tfds_builder.SPLITS}")
+  if split not in array_records.SPLITS:
+    raise InputError("split", f"got {split!r}, expected one of {array_records.SPLITS}")
   manifest = read_manifest(data_dir)
-  dataset_dir = pathlib.Path(data_dir) / manifest["tfds_dir"]
+  directory = pathlib.Path(data_dir) / manifest["tfds_dir"]
   try:
-    builder = tfds_builder.open_builder(dataset_dir)
+    records = array_records.open_builder(directory).as_data_source(split)
   except Exception as e:  # missing or corrupt TFDS metadata is a bad input directory
-    raise InputError(str(dataset_dir), f"cannot be read as a TFDS dataset ({e})") from None
-  return EpisodeSource(builder.as_data_source(split))
+    raise InputError(str(directory), f"cannot be read as a TFDS dataset ({e})") from None
+  listed = len(manifest["splits"][split])
+  if len(records) != listed:
+    raise InputError(str(pathlib.Path(data_dir) / MANIFEST), f"lists {listed} episodes in "
+                     f"split {split!r}, but {directory} holds {len(records)}")
+  return EpisodeSource(records, f"{data_dir}:{split}")
 
 
 def episode_by_index(data_dir: str | os.PathLike, index: int) -> Episode:

@@ -33,6 +33,7 @@ import tqdm
 
 from data_pipelines import dataset
 from data_pipelines import featurize
+from data_pipelines import worker_lifetime
 from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
@@ -88,7 +89,8 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
       if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(
+            workers, worker_lifetime.follow_parent, (os.getpid(),)) as pool:
           layout = _write(tmp, pool.imap(_featurize, jobs, chunksize=4), bar)
       else:
         layout = _write(tmp, map(_featurize, jobs), bar)

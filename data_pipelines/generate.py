@@ -2,7 +2,9 @@
 
 Episodes go round-robin over the chosen task families, are generated in a pool of spawned
 processes (results kept in order) and written through `dataset.write_dataset`, which also
-trains the tokenizer on the episodes plus everything the generator can say.
+trains the tokenizer on the episodes plus everything the generator can say. `--shard I/N`
+generates only the I-th of N contiguous blocks of episode indices, a part that
+`jax-interact data merge` joins with the others (the same episodes as one run would write).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tqdm
 
 from data_pipelines import dataset
 from data_pipelines import synthetic
+from data_pipelines import worker_lifetime
 from data_pipelines.episode import Episode
 from jax_interact.errors import InputError
 
@@ -40,46 +43,57 @@ def _generate(job: tuple[str, int, int]) -> Episode:
   return synthetic.generate_episode(task, index, seed)
 
 
-def generate_episodes(tasks: Sequence[str], n: int, seed: int, workers: int,
+def generate_episodes(tasks: Sequence[str], indices: range, seed: int, workers: int,
                       progress: bool = True) -> Iterator[Episode]:
   """Episode i has task tasks[i % len(tasks)]; yielded in index order."""
-  jobs = [(tasks[i % len(tasks)], i, seed) for i in range(n)]
-  bar = tqdm.tqdm(total=n, unit="episode", desc="generating", disable=not progress)
+  jobs = [(tasks[i % len(tasks)], i, seed) for i in indices]
+  bar = tqdm.tqdm(total=len(jobs), unit="episode", desc="generating", disable=not progress)
   with bar:
     if workers <= 1:
       for job in jobs:
         yield _generate(job)
         bar.update()
       return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        workers, worker_lifetime.follow_parent, (os.getpid(),)) as pool:
       for episode in pool.imap(_generate, jobs):
         yield episode
         bar.update()
 
 
+def part_indices(n: int, part: tuple[int, int] | None) -> range:
+  """The episode indices of part (I, N) of n episodes: the I-th of N contiguous blocks."""
+  if part is None:
+    return range(n)
+  index, parts = part
+  return range(index * n // parts, (index + 1) * n // parts)
+
+
 def generate_dataset(out: str | os.PathLike, n: int, *, tasks: Sequence[str], seed: int = 0,
                      workers: int = 0, vocab_size: int = TOKENIZER_VOCAB, progress: bool = True,
-                     stream_config: ml_collections.ConfigDict | None = None) -> dict:
-  """Generates and writes `n` episodes to `out` (workers=0: all cores); returns the manifest."""
+                     stream_config: ml_collections.ConfigDict | None = None,
+                     part: tuple[int, int] | None = None) -> dict:
+  """Generates and writes `n` episodes to `out` (workers=0: all cores), or with `part` (I, N)
+  only the episodes of part I of N, for `dataset.merge_parts`; returns the manifest."""
   return dataset.write_dataset(
-      out, generate_episodes(tasks, n, seed, workers or os.cpu_count() or 1, progress),
+      out, generate_episodes(tasks, part_indices(n, part), seed, workers or os.cpu_count() or 1,
+                             progress),
       tokenizer_sentences=synthetic.vocabulary(), vocab_size=vocab_size,
-      stream_config=stream_config)
+      stream_config=stream_config, part=part)
 
 
 def main(args: argparse.Namespace) -> int:
   tasks = parse_tasks(args.tasks)
-  if args.episodes < 1:
-    raise InputError("--episodes", f"got {args.episodes}, expected a count >= 1")
-  if args.workers < 0:
-    raise InputError("--workers", f"got {args.workers}, expected >= 0 (0: all cores)")
   out = pathlib.Path(args.out)
   dataset.check_replaceable(out)
+  if args.shard and not part_indices(args.episodes, args.shard):
+    raise InputError("--shard", f"part {args.shard[0]} of {args.shard[1]} of {args.episodes} "
+                     "episodes holds none; expected fewer parts than episodes")
   start = time.perf_counter()
   manifest = generate_dataset(out, args.episodes, tasks=tasks, seed=args.seed,
-                              workers=args.workers)
-  stats = manifest["stats"]
-  print(f"wrote {stats['episodes']} episodes ({stats['hours']:.3f} h of audio, "
-        f"{stats['split_sizes']['train']} train / {stats['split_sizes']['validation']} "
-        f"validation) in {time.perf_counter() - start:.1f} s to {out}")
+                              workers=args.workers, part=args.shard)
+  what = f"part {args.shard[0]} of {args.shard[1]}: " if args.shard else ""
+  hint = f"; {dataset.MERGE_HINT}" if args.shard else ""
+  print(f"wrote {what}{dataset.summary(manifest)} in {time.perf_counter() - start:.1f} s to "
+        f"{out}{hint}")
   return 0

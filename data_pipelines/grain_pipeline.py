@@ -15,6 +15,7 @@ because a Grain state saved with one worker count cannot resume with another.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from data_pipelines import dataset
 from data_pipelines import features
+from data_pipelines import worker_lifetime
 from jax_interact.errors import ConfigError
 from jax_interact.errors import InputError
 
@@ -107,7 +109,8 @@ def prefetched(iterable: grain.IterDataset,
   if not absl.flags.FLAGS.is_parsed():  # Grain reads flags in its workers
     absl.flags.FLAGS.mark_as_parsed()
   return iterable.mp_prefetch(grain.MultiprocessingOptions(
-      num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch))
+      num_workers=config.data.num_workers, per_worker_buffer_size=config.data.prefetch),
+      worker_init_fn=functools.partial(worker_lifetime.follow_parent, os.getpid()))
 
 
 class DataIterator(grain.DatasetIterator):

@@ -2,7 +2,8 @@
 
 Each command is `module:function` taking the parsed arguments; modules are imported only when
 their command runs, so `jax-interact --help` stays fast. Bad input anywhere surfaces as an
-`InputError`: one line on stderr, exit code 2.
+`InputError`, and a bad argument as argparse's usage error: one line on stderr, exit code 2.
+Every numeric argument is parsed by one of the range-checked types below.
 """
 
 from __future__ import annotations
@@ -12,6 +13,55 @@ import importlib
 import sys
 
 from jax_interact.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse reporting a usage error in one line, as every other bad input is reported."""
+
+  def error(self, message: str):
+    self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _integer(low: int, high: int | None = None, expected: str = ""):
+  """An argparse type: an integer in [low, high]."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      value = None
+    if value is None or value < low or (high is not None and value > high):
+      raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}")
+    return value
+  return parse
+
+
+def shard(text: str) -> tuple[int, int]:
+  """An argparse type: 'I/N', part I (0-based) of N."""
+  index, _, parts = text.partition("/")
+  try:
+    value = (int(index), int(parts))
+  except ValueError:
+    value = None
+  if value is None or not 0 <= value[0] < value[1]:
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected I/N with 0 <= I < N")
+  return value
+
+
+count = _integer(1, expected="an integer >= 1")
+non_negative = _integer(0, expected="an integer >= 0")
+seed = _integer(0, 2**31 - 1, expected="an integer in [0, 2**31)")
+port = _integer(0, 65535, expected="a port in [0, 65535] (0: any free port)")
+
+
+def positive_seconds(text: str) -> float:
+  """An argparse type: a finite number of seconds > 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not 0 < value < float("inf"):
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected a number of seconds > 0")
+  return value
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -25,21 +75,28 @@ def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jax-interact", description=__doc__.splitlines()[0])
+  parser = _Parser(prog="jax-interact", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True)
 
   data = commands.add_parser("data", help="generate, inspect and convert episodes")
   data_commands = data.add_subparsers(dest="data_command", required=True)
   p = data_commands.add_parser("generate", help="write a synthetic dataset and manifest.json")
   p.add_argument("--out", required=True)
-  p.add_argument("--episodes", type=int, required=True)
+  p.add_argument("--episodes", type=count, required=True)
   p.add_argument("--tasks", default="", help="comma-separated task families (default: all)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+  p.add_argument("--seed", type=seed, default=0)
+  p.add_argument("--workers", type=non_negative, default=0,
+                 help="processes (default 0: all cores)")
+  p.add_argument("--shard", type=shard, help="I/N: write only part I (0-based) of N, to join "
+                 "with the others by `data merge`")
   p.set_defaults(run="data_pipelines.generate:main")
+  p = data_commands.add_parser("merge", help="join the parts written by `data generate --shard`")
+  p.add_argument("--out", required=True)
+  p.add_argument("parts", nargs="+", help="the N part directories")
+  p.set_defaults(run="data_pipelines.merge:main")
   p = data_commands.add_parser("inspect", help="draw one episode on a time axis")
   p.add_argument("dir")
-  p.add_argument("--index", type=int, default=0)
+  p.add_argument("--index", type=non_negative, default=0)
   p.add_argument("--out", help="PNG to write")
   p.add_argument("--json", help="JSON of the decoded micro-turn slots to write")
   p.add_argument("--config", default=None, help="config whose stream layout to use")
@@ -55,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True)
   # Multi-host (see jax_interact/training/distributed.py); environment variables work too.
   p.add_argument("--coordinator", help="HOST:PORT of process 0 (JAX_COORDINATOR_ADDRESS)")
-  p.add_argument("--num_processes", type=int, help="processes in the run (JAX_NUM_PROCESSES)")
-  p.add_argument("--process_id", type=int, help="index of this process (JAX_PROCESS_ID)")
+  p.add_argument("--num_processes", type=count, help="processes in the run (JAX_NUM_PROCESSES)")
+  p.add_argument("--process_id", type=non_negative, help="index of this process (JAX_PROCESS_ID)")
   p.add_argument("--multihost", action="store_true",
                  help="detect the cluster (TPU pod, SLURM, MPI) and join it")
   p.set_defaults(run="jax_interact.trainer:main")
@@ -69,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--video", help="video file to watch along with --audio")
   p.add_argument("--out", required=True)
   p.add_argument("--realtime", action="store_true", help="pace micro-turns at 200 ms")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=seed, default=0)
   p.add_argument("--background", help="serve <delegate>: a trained background workdir, or "
                  "tool:calculator, tool:clock, tool:slow")
   _checkpoint_arg(p)
@@ -78,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
   p = commands.add_parser("export", help="write a bundle that serves without the model code")
   p.add_argument("--workdir", required=True, help="a training workdir (interaction model)")
   p.add_argument("--out", required=True, help="bundle directory to write")
-  p.add_argument("--batch", type=int, default=8, help="sessions the exported step runs at once")
+  p.add_argument("--batch", type=count, default=8, help="sessions the exported step runs at once")
   p.add_argument("--platforms", help="comma-separated: cpu,cuda,rocm,tpu (default: this "
                  "machine's)")
   _checkpoint_arg(p)
@@ -89,8 +146,8 @@ def _parser() -> argparse.ArgumentParser:
   source.add_argument("--bundle", help="an export bundle (jax-interact export)")
   source.add_argument("--workdir", help="a training workdir")
   p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-  p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
-  p.add_argument("--max-sessions", type=int, help="concurrent sessions (default: the bundle's "
+  p.add_argument("--port", type=port, default=8000, help="0: any free port (printed)")
+  p.add_argument("--max-sessions", type=count, help="concurrent sessions (default: the bundle's "
                  "batch, or 8)")
   p.add_argument("--background", help="serve <delegate>: tool:calculator, tool:clock, tool:slow "
                  "or a trained background workdir")
@@ -101,17 +158,17 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True, help="a training workdir")
   p.add_argument("--data", required=True, help="dataset directory")
   p.add_argument("--out", required=True, help="directory for report.json, report.md, plots")
-  p.add_argument("--max-episodes", type=int, default=45, help="episodes of the split scored")
-  p.add_argument("--batch", type=int, default=8, help="sessions streamed together")
+  p.add_argument("--max-episodes", type=count, default=45, help="episodes of the split scored")
+  p.add_argument("--batch", type=count, default=8, help="sessions streamed together")
   p.add_argument("--split", default="validation")
   _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.evaluation.command:main")
 
   p = commands.add_parser("demo", help="the main job: generate, train tiny, evaluate, stream, summarise")
   p.add_argument("--out", default="out/demo")
-  p.add_argument("--episodes", type=int, default=90)
-  p.add_argument("--steps", type=int, default=300)
-  p.add_argument("--eval-episodes", type=int, default=18)
+  p.add_argument("--episodes", type=count, default=90)
+  p.add_argument("--steps", type=count, default=300)
+  p.add_argument("--eval-episodes", type=count, default=18)
   p.set_defaults(run="jax_interact.demo:main")
 
   bench = commands.add_parser("bench", help="benchmarks writing JSON")
@@ -125,16 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(run=f"jax_interact.bench.{name}:main")
     if name == "train":
-      p.add_argument("--steps", type=int, default=10, help="steps timed after the warm-up")
+      p.add_argument("--steps", type=count, default=10, help="steps timed after the warm-up")
     if name == "decode":
-      p.add_argument("--batch", type=int, default=1, help="sessions stepped together")
-      p.add_argument("--micro-turns", type=int, default=1000, help="steps timed")
+      p.add_argument("--batch", type=count, default=1, help="sessions stepped together")
+      p.add_argument("--micro-turns", type=count, default=1000, help="steps timed")
       p.add_argument("--background", help="also time the loop with this worker beside it "
                      "(e.g. slow), delegating every --delegate-every micro-turns")
-      p.add_argument("--delegate-every", type=int, default=25)
+      p.add_argument("--delegate-every", type=count, default=25)
     if name == "serve":
-      p.add_argument("--clients", type=int, default=8, help="the most clients tried")
-      p.add_argument("--seconds", type=float, default=20, help="length of each run")
+      p.add_argument("--clients", type=count, default=8, help="the most clients tried")
+      p.add_argument("--seconds", type=positive_seconds, default=20, help="length of each run")
       p.add_argument("--data", help="dataset whose validation episodes the clients stream "
                      "(default: freshly generated synthetic episodes)")
   return parser
@@ -145,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
   # `--config.key=value` overrides are collected apart from the declared flags.
   argv = list(sys.argv[1:] if argv is None else argv)
   overrides = [a for a in argv if a.startswith("--config.")]
-  args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+  try:
+    args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+  except SystemExit as e:  # a usage error (code 2) or --help (code 0), already printed
+    return int(e.code or 0)
   args.overrides = overrides
   module_name, function_name = args.run.split(":")
   try:

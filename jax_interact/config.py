@@ -44,6 +44,7 @@ def defaults() -> ml_collections.ConfigDict:
 
   # Data (SPEC §8).
   c.data = ml_collections.ConfigDict()
+  c.data.source = "dataset"  # dataset: read data.dir | random: random batches (benchmarks, tests)
   c.data.dir = ""  # dataset written by `jax-interact data generate`
   c.data.window = 32  # micro-turns per training window
   c.data.batch_size = 8  # global batch (windows)
@@ -178,6 +179,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "stream.bg_slots": _non_negative,
     "stream.user_transcript_slots": _non_negative,
     "stream.text_out_slots": _positive,
+    "data.source": _one_of("dataset", "random"),
     "data.window": _positive,
     "data.batch_size": _positive,
     "data.num_workers": _non_negative,

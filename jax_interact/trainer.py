@@ -3,14 +3,15 @@
 One run lives in a workdir W: `W/config.json`, `W/checkpoints/<step>/`, `W/metrics.jsonl` and
 `W/tensorboard/`. Starting again in the same W resumes from the latest checkpoint and, given the
 same config, reproduces bit for bit the losses the uninterrupted run would have logged: batches
-come from the checkpointed Grain iterator (or are a pure function of (seed, step) when
-`config.data.dir` is empty) and the loss rng of step s is derived from (seed, s).
+come from the checkpointed Grain iterator (or, with `config.data.source=random`, are a pure
+function of (seed, step)) and the loss rng of step s is derived from (seed, s).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -32,7 +34,7 @@ from jax_interact import models, sharding
 from jax_interact.models import counting
 from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import Layout, random_batch
-from jax_interact.training import checkpointing, distributed, optimizer
+from jax_interact.training import checkpointing, distributed, optimizer, preemption
 from jax_interact.training import metrics as metrics_lib
 from jax_interact.training import steps as steps_lib
 
@@ -76,6 +78,20 @@ def random_batches(config: ml_collections.ConfigDict, stream: int) -> Callable[[
   return batch
 
 
+def check_data_source(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError unless the config says what to train on: a dataset directory, or random
+  batches asked for by name."""
+  if config.data.source == "random":
+    if config.data.dir:
+      raise config_lib.ConfigError("config.data.source", "random batches ignore "
+                                   f"data.dir={config.data.dir!r}; set only one of the two")
+  elif not config.data.dir:
+    raise config_lib.ConfigError("config.data.dir", "empty; make a dataset with `jax-interact "
+                                 "data generate --out DIR --episodes N` and pass "
+                                 "--config.data.dir=DIR (--config.data.source=random trains on "
+                                 "random batches)")
+
+
 def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
   # Imported only by runs that read a dataset.
   if config.model.kind == "background":
@@ -86,12 +102,37 @@ def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool
 
 
 def eval_batches(config: ml_collections.ConfigDict) -> list[Batch]:
-  """The held-out batches every evaluation uses (the same ones each time)."""
+  """The held-out batches every evaluation uses (the same ones each time): train.eval_batches,
+  or fewer when the split holds fewer (a dataset's evaluation reads each episode once)."""
   n = config.train.eval_batches
-  if not config.data.dir:
+  if config.data.source == "random":
     return [random_batches(config, _EVAL_DATA)(i) for i in range(n)]
-  iterator = _data_iterator(config, config.data.eval_split, train=False)
-  return [next(iterator) for _ in range(n)]
+  return list(itertools.islice(_data_iterator(config, config.data.eval_split, train=False), n))
+
+
+def counted_windows(batches: Sequence[Batch]) -> int:
+  """Windows of all processes' `batches` that count in a loss (padding windows are masked out)."""
+  local = 0
+  for batch in batches:
+    mask = batch["turn_mask"] if "turn_mask" in batch else batch["loss_mask"]
+    local += int(np.sum(np.any(mask.reshape(len(mask), -1), axis=1)))
+  if jax.process_count() == 1:
+    return local
+  return int(np.sum(multihost_utils.process_allgather(np.int64(local))))
+
+
+def _describe_eval(config: ml_collections.ConfigDict, held_out: list[Batch]) -> str:
+  split, wanted = config.data.eval_split, config.train.eval_batches
+  if not wanted:
+    return "no evaluation (train.eval_batches=0)"
+  windows = counted_windows(held_out)
+  if not windows:
+    return f"no evaluation: split {split!r} holds no windows"
+  fewer = (f"; the split fills {len(held_out)} of train.eval_batches={wanted}"
+           if len(held_out) < wanted else "")
+  return (f"evaluating on {windows} held-out window{'' if windows == 1 else 's'} of split "
+          f"{split!r} ({len(held_out)} batches{fewer}) every {config.train.eval_every_steps} "
+          "steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +154,7 @@ class Program:
     graphdef, abstract_state = nnx.split(model)
     tx = optimizer.make_optimizer(config.train)
     abstract_opt_state = jax.eval_shape(tx.init, _params(abstract_state))
+    sharding.check_divisible(config, mesh, sharding.variable_shapes(abstract_state))
     return cls(config, mesh, graphdef, tx, abstract_state, abstract_opt_state,
                sharding.state_shardings(abstract_state, mesh),
                sharding.state_shardings(abstract_opt_state, mesh))
@@ -130,6 +172,27 @@ class Program:
     return checkpoints.restore(
         step, checkpointing.abstract_like(self.abstract_state, self.state_shardings),
         checkpointing.abstract_like(self.abstract_opt_state, self.opt_shardings), data_iterator)
+
+  def checked_steps(self, batch: Batch):
+    """(train step, eval step) jitted for batches like `batch` (this process's share), after
+    holding the global batch and every activation constraint of the train step against the mesh
+    (the eval step runs the same forward on the whole batch). That takes a trace, which the
+    first call reuses; nothing is compiled."""
+    train_step, eval_step = self.jit_train_step(batch), self.jit_eval_step(batch)
+    shardings = self.batch_shardings(batch)
+    global_batch = {k: jax.ShapeDtypeStruct((len(v) * jax.process_count(), *v.shape[1:]),
+                                            v.dtype, sharding=shardings[k])
+                    for k, v in batch.items()}
+    sharding.check_divisible(self.config, self.mesh, [
+        (f"batch array {k!r} {list(v.shape)}", v.shape, ("batch",))
+        for k, v in global_batch.items()])
+    state = checkpointing.abstract_like(self.abstract_state, self.state_shardings)
+    opt_state = checkpointing.abstract_like(self.abstract_opt_state, self.opt_shardings)
+    with sharding.recording_constraints() as activations:
+      jax.eval_shape(train_step, state, opt_state, global_batch,
+                     jax.ShapeDtypeStruct((), np.int32))
+    sharding.check_divisible(self.config, self.mesh, activations)
+    return train_step, eval_step
 
   def batch_shardings(self, batch: Batch) -> dict[str, NamedSharding]:
     return {k: sharding.batch_sharding(self.mesh, np.ndim(v)) for k, v in batch.items()}
@@ -196,28 +259,30 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
           devices: Sequence[jax.Device] | None = None) -> int:
   """Trains to `config.train.steps` (resuming from W/checkpoints); returns the last step.
 
-  Raises Diverged on a non-finite loss (no checkpoint is written from such a step).
+  SIGTERM or SIGINT (preemption.py) stops it after a step that every process agrees on, with a
+  checkpoint of that step and one line saying so; that step is returned. Raises Diverged on a
+  non-finite loss (no checkpoint is written from such a step).
   """
+  check_data_source(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh, devices)
   check_batch_divides(config, mesh)
   train_config, total_steps = config.train, config.train.steps
   is_primary = jax.process_index() == 0
 
-  with sharding.use(mesh, sharding.rules(config)):
+  with preemption.Preemption() as preempted, sharding.use(mesh, sharding.rules(config, mesh)):
     program = Program.create(config, mesh)
-    if config.data.dir:
-      data_iterator = _data_iterator(config, "train", train=True)
-      next_batch = lambda _: next(data_iterator)
-    else:
+    train_step, eval_step = program.checked_steps(random_batches(config, _TRAIN_DATA)(0))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config.data.source == "random":
       data_iterator = None
       next_batch = random_batches(config, _TRAIN_DATA)
+    else:
+      data_iterator = _data_iterator(config, "train", train=True)
+      next_batch = lambda _: next(data_iterator)
 
     checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
-    start = checkpoints.latest_step() or 0
-    state, opt_state = (program.restore(checkpoints, start, data_iterator) if start
-                        else program.init())
+    start, state, opt_state = _resume(program, checkpoints, data_iterator)
     if is_primary:
       _write_json_atomic(workdir / "config.json", config.to_dict())
       _keep_tokenizer(config, workdir)
@@ -230,9 +295,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
       return start
 
     first_batch = next_batch(start)
-    train_step = program.jit_train_step(first_batch)
-    eval_step = program.jit_eval_step(first_batch)
     held_out = eval_batches(config)
+    eval_line = _describe_eval(config, held_out)
+    if is_primary:
+      print(eval_line, flush=True)
 
     interactivity = _interactivity(config, program, workdir)
     tokens = tokens_per_step(config)
@@ -282,16 +348,50 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             log.note(line)
           if row:
             log.write(row)
-          if step % config.checkpoint.every_steps == 0 or step == total_steps:
+          stop = preempted.reached(step) and step < total_steps
+          if stop or step % config.checkpoint.every_steps == 0 or step == total_steps:
             check_pending()
-            checkpoints.save(step, state, opt_state, config, data_iterator)
+            if saved_step != step:
+              checkpoints.save(step, state, opt_state, config, data_iterator)
             saved_step = step
+          if stop:
+            break
     finally:
       log.close()
       checkpoints.close()
       if interactivity is not None:
         interactivity.close()
+  if saved_step < total_steps:
+    if is_primary:
+      print(f"preempted: stopped after step {saved_step}, whose checkpoint is saved; run the same "
+            "command to continue", flush=True)
+    return saved_step
   return total_steps
+
+
+def _resume(program: Program, checkpoints: checkpointing.Checkpoints, data_iterator):
+  """(step, state, opt_state) of the newest checkpoint that reads on every process; each newer
+  one is set aside with a line on stderr. A fresh start at step 0 when none reads."""
+  for step in reversed(checkpoints.all_steps()):
+    failure = None
+    try:
+      restored = program.restore(checkpoints, step, data_iterator)
+    except checkpointing.Unreadable as e:
+      failure = e
+    if _on_every_process(failure is None):
+      return (step, *restored)
+    aside = checkpoints.set_aside(step)
+    if jax.process_index() == 0:
+      reason = failure or f"checkpoint {step} cannot be read by another process"
+      print(f"warning: {reason}; moved it to {aside} and trying an earlier one",
+            file=sys.stderr, flush=True)
+  return (0, *program.init())
+
+
+def _on_every_process(ok: bool) -> bool:
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.bool_(ok))))
 
 
 def _interactivity(config: ml_collections.ConfigDict, program: Program,

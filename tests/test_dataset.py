@@ -1,11 +1,14 @@
-"""Dataset storage: TFDS/ArrayRecord round trip, splits, manifest, tokenizer, atomic writes."""
+"""Dataset storage: TFDS/ArrayRecord round trip, streamed shards, parts, splits, manifest,
+tokenizer, atomic writes."""
 
 import json
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from data_pipelines import dataset
+from data_pipelines import array_records, dataset
 from data_pipelines.episode import SAMPLE_RATE, Episode, Word
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
@@ -65,15 +68,46 @@ def test_round_trip_keeps_every_field_and_holds_out_every_tenth_of_each_task(tmp
   assert_same_episode(dataset.episode_by_index(tmp_path / "ds", 19), tiny_episode(19))
 
 
-def test_splits_larger_than_the_writers_memory_buffer_need_no_tensorflow(tmp_path, monkeypatch):
-  # Past its buffer the TFDS writer spills to temporary files through tf.io.gfile; a dataset of
-  # more than 1 GB used to fail there with "No module named 'tensorflow'".
-  from tensorflow_datasets.core import shuffle
-  monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 1)
-  manifest = write_tiny_dataset(tmp_path / "ds", 3)
-  source = dataset.open_split(tmp_path / "ds", "train")
+def test_writing_streams_shards_in_memory_flat_in_the_episode_count(tmp_path, monkeypatch):
+  """The writer used to hold each split in memory (1200 episodes: about 1 GB)."""
+  episode_bytes = sum(np.asarray(v).nbytes for v in tiny_episode(0).to_example().values())
+  monkeypatch.setattr(array_records, "SHARD_BYTES", 3 * episode_bytes)  # a few per shard
+  write_tiny_dataset(tmp_path / "warm-up", 2)  # imports and caches, outside the measurement
+  peaks = {}
+  for n in (20, 80):
+    tracemalloc.start()
+    manifest = write_tiny_dataset(tmp_path / f"ds{n}", n)
+    peaks[n] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+  assert peaks[80] - peaks[20] < 10 * episode_bytes  # holding 60 more episodes would be 60x
+  assert len(list((tmp_path / "ds80").rglob("*-train.array_record-*"))) > 5
+  source = dataset.open_split(tmp_path / "ds80", "train")  # through TFDS, without TensorFlow
   for position, index in enumerate(manifest["splits"]["train"]):
     assert_same_episode(source[position], tiny_episode(index))
+  assert "tensorflow" not in sys.modules
+
+
+def test_parts_written_apart_merge_into_one_dataset(tmp_path):
+  for part, indices in enumerate((range(0, 12), range(12, 24))):
+    dataset.write_dataset(tmp_path / f"part{part}", (tiny_episode(i) for i in indices),
+                          tokenizer_sentences=["extra sentence for the tokenizer"],
+                          vocab_size=64, stream_config=tiny_stream(), part=(part, 2))
+  with pytest.raises(InputError, match="part 0 of 2 of a dataset; join all parts"):
+    dataset.open_split(tmp_path / "part0", "train")
+  with pytest.raises(InputError, match="part 1 of 2 is missing"):
+    dataset.merge_parts(tmp_path / "ds", [tmp_path / "part0"])
+
+  manifest = dataset.merge_parts(tmp_path / "ds", [tmp_path / "part1", tmp_path / "part0"])
+  assert [e["index"] for e in manifest["episodes"]] == list(range(24))
+  assert manifest["splits"]["validation"] == [11, 23]  # each part holds out its last episode
+  assert manifest["stats"]["episodes"] == 24
+  for split, indices in manifest["splits"].items():
+    source = dataset.open_split(tmp_path / "ds", split)
+    assert len(source) == len(indices)
+    for position, index in enumerate(indices):
+      assert_same_episode(source[position], tiny_episode(index))
+  tokenizer = dataset.load_tokenizer(tmp_path / "ds")
+  assert tokenizer.decode(tokenizer.encode("extra sentence")) == "extra sentence"
 
 
 @pytest.mark.parametrize("n, expected", [

@@ -52,3 +52,17 @@ def test_generate_all_nine_tasks_end_to_end(tmp_path):
                    "--json", str(tmp_path / "d.json")]) == 0
   turns = json.loads((tmp_path / "d.json").read_text())["micro_turns"]
   assert any("<delegate>" in turn["model_text"] for turn in turns)  # episode 8 is `delegate`
+
+
+def test_generate_in_parts_then_merge(tmp_path, capsys):
+  for part in (0, 1):
+    assert cli.main(["data", "generate", "--out", str(tmp_path / f"part{part}"), "--episodes", "2",
+                     "--tasks", "turn_taking", "--workers", "1", "--shard", f"{part}/2"]) == 0
+  assert "data merge" in capsys.readouterr().out
+  assert cli.main(["data", "merge", "--out", str(tmp_path / "ds"), str(tmp_path / "part0"),
+                   str(tmp_path / "part1")]) == 0
+  manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+  assert [e["index"] for e in manifest["episodes"]] == [0, 1]
+  assert manifest["stats"]["episodes"] == 2
+  assert cli.main(["data", "inspect", str(tmp_path / "ds"), "--index", "1",
+                   "--json", str(tmp_path / "d.json")]) == 0

@@ -117,6 +117,15 @@ def test_eval_gives_every_process_the_same_number_of_batches(data_dir, monkeypat
   assert real == episodes
 
 
+def test_a_split_with_fewer_episodes_than_processes_is_refused(data_dir, monkeypatch):
+  monkeypatch.setattr(grain_pipeline.jax, "process_count", lambda: 8)
+  monkeypatch.setattr(grain_pipeline.jax, "process_index", lambda: 7)
+  config = small_config()
+  config.data.batch_size = 8
+  with pytest.raises(InputError, match="split 'train' has 6 episodes, fewer than the 8"):
+    grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+
+
 def test_batch_size_must_divide_over_processes(data_dir, monkeypatch):
   monkeypatch.setattr(grain_pipeline.jax, "process_count", lambda: 4)
   config = small_config()

@@ -7,7 +7,7 @@ import pytest
 from data_pipelines import dataset, synthetic
 from jax_interact import config as config_lib
 from jax_interact import trainer
-from jax_interact.errors import ConfigError
+from jax_interact.errors import ConfigError, InputError
 from jax_interact.inference import trained as trained_lib
 from jax_interact.training import checkpointing
 from test_trainer import SMALL, read_metrics
@@ -26,7 +26,8 @@ def data_dir(tmp_path_factory):
 
 def test_training_scores_interactivity_and_keeps_the_best_step(data_dir, tmp_path):
   steps = 4
-  overrides = [o for o in SMALL if not o.startswith(("mesh.", "train.steps", "model.vocab"))]
+  overrides = [o for o in SMALL
+               if not o.startswith(("mesh.", "train.steps", "model.vocab", "data.source"))]
   config = config_lib.load("configs/tiny.py", overrides + [
       f"data.dir={data_dir}", "data.num_workers=0", "data.batch_size=8", f"train.steps={steps}",
       "train.interact_every_steps=2", "train.interact_episodes=2", "train.interact_batch=2",
@@ -65,4 +66,6 @@ def test_best_checkpoint_missing_is_a_clear_error(tmp_path):
   trainer.train(config, tmp_path / "run")
   with pytest.raises(Exception, match="interact_every_steps"):
     trained_lib.load(tmp_path / "run", checkpointing.BEST)
+  with pytest.raises(InputError, match="trained on random batches"):  # no tokenizer to serve with
+    trained_lib.load(tmp_path / "run")
   assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 1

@@ -15,6 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache as jax_compilat
 from jax_interact import cli, trainer
 from jax_interact import config as config_lib
 from jax_interact.training import optimizer
+from test_dataset import write_tiny_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.py")
@@ -28,7 +29,8 @@ SMALL = [
     "model.head_dim=4", "model.d_ff=64", "model.local_d_model=32", "model.local_heads=4",
     "model.local_d_ff=64", "model.flow_hidden=32", "model.window_turns=2", "model.sinks=1",
     "model.vocab_size=64", "stream.n_mels=8", "stream.video_height=40", "stream.video_width=40",
-    "data.window=2", "data.batch_size=8", "train.log_every_steps=1", "train.eval_batches=0",
+    "data.source=random", "data.window=2", "data.batch_size=8", "train.log_every_steps=1",
+    "train.eval_batches=0",
     "train.warmup_steps=0", f"train.steps={STEPS}", "mesh.data=2", "mesh.tensor=4",
 ]
 
@@ -101,6 +103,27 @@ def test_unknown_config_key_exits_2_with_one_line(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert code == 2
   assert err.count("\n") == 0 and "model.no_such_key" in err
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_a_small_dataset_trains_and_evaluates_on_what_its_split_holds(tmp_path, capsys):
+  write_tiny_dataset(tmp_path / "data", 3)  # 2 train episodes, 1 validation episode
+  config = config_lib.load(TINY, [o for o in SMALL if o != "data.source=random"] + [
+      f"data.dir={tmp_path / 'data'}", "data.num_workers=0", "train.steps=2",
+      "train.eval_batches=3", "train.eval_every_steps=2"])
+  trainer.train(config, tmp_path / "w")
+  assert ("evaluating on 1 held-out window of split 'validation' (1 batches; the split fills 1 "
+          "of train.eval_batches=3)") in capsys.readouterr().out
+  assert np.isfinite(read_metrics(tmp_path / "w")[-1]["eval_loss"])
+
+
+def test_training_needs_a_dataset_or_random_batches_by_name(tmp_path, capsys):
+  code = cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
+                   "--config.train.steps=1"])
+  err = capsys.readouterr().err.strip()
+  assert code == 2
+  assert err.count("\n") == 0 and "config.data.dir" in err and "data generate" in err
   assert not (tmp_path / "w").exists()
 
 

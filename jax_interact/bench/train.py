@@ -44,12 +44,12 @@ def measured_matmul_peak(n: int = 8192, repeats: int = 10) -> float:
 def measure(config, steps: int) -> dict:
   mesh = sharding.make_mesh(config.mesh)
   trainer.check_batch_divides(config, mesh)
-  with sharding.use(mesh, sharding.rules(config)):
+  with sharding.use(mesh, sharding.rules(config, mesh)):
     program = trainer.Program.create(config, mesh)
-    state, opt_state = program.init()
     host_batch = trainer.random_batches(config, 0)(0)
+    train_step, _ = program.checked_steps(host_batch)
+    state, opt_state = program.init()
     batch = sharding.shard_batch(host_batch, mesh)
-    train_step = program.jit_train_step(host_batch)
     start = time.perf_counter()
     for index in range(_WARMUP_STEPS):
       state, opt_state, metrics = train_step(state, opt_state, batch, np.int32(index))

@@ -168,9 +168,6 @@ class Evaluator:
 
 
 def main(args) -> int:
-  for name in ("max_episodes", "batch"):
-    if getattr(args, name) <= 0:
-      raise InputError(f"--{name.replace('_', '-')}", f"got {getattr(args, name)}, expected > 0")
   out = pathlib.Path(args.out)
   report.check_writable(out)
   _scorable(args.data, args.split, args.max_episodes)  # bad data fails before the model loads

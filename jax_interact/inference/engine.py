@@ -129,13 +129,17 @@ class Engine:
     self.rows[row].pending_bg.extend(int(i) for i in ids)
 
   def _check_row(self, row: int) -> None:
-    if not 0 <= row < self.batch_size or self.rows[row] is None:
-      raise InputError(f"row {row}", "no session in this row")
+    if (not isinstance(row, (int, np.integer)) or isinstance(row, bool)
+        or not 0 <= row < self.batch_size or self.rows[row] is None):
+      raise InputError(f"row {row!r}", "no session in this row")
 
   # Stepping ----------------------------------------------------------------------------------
 
   def step(self, chunks: Mapping[int, Chunk | None]) -> dict[int, TurnOutput]:
     """Runs one micro-turn for every live session; `chunks[row]` None or absent = missing."""
+    if not isinstance(chunks, Mapping):
+      raise InputError("chunks", f"expected a mapping of row -> Chunk, got "
+                       f"{type(chunks).__name__}")
     for row, chunk in chunks.items():
       self._check_row(row)
       if chunk is not None:
@@ -159,20 +163,27 @@ class Engine:
 
   def _validate(self, row: int, chunk: Chunk) -> None:
     where = f"session {self.rows[row].session_id!r} chunk"
+    if not isinstance(chunk, Chunk):
+      raise InputError(where, f"expected a Chunk or None, got {type(chunk).__name__}")
     n = self.layout.chunk_samples
     if chunk.audio is not None:
-      audio = np.asarray(chunk.audio)
+      audio = _array(chunk.audio, f"{where}.audio")
       if audio.shape != (n,) or not np.issubdtype(audio.dtype, np.floating):
         raise InputError(f"{where}.audio", f"expected float [{n}] (200 ms at 16 kHz), got "
                          f"{audio.dtype} {list(audio.shape)}")
       if not np.all(np.isfinite(audio)):
         raise InputError(f"{where}.audio", "contains NaN or inf samples")
     if chunk.frame is not None:
-      frame = np.asarray(chunk.frame)
-      if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-        raise InputError(f"{where}.frame", f"expected uint8 [H, W, 3], got {frame.dtype} "
-                         f"{list(frame.shape)}")
-    bad = [i for i in chunk.text_ids if not 0 <= int(i) < self.vocab_size]
+      frame = _array(chunk.frame, f"{where}.frame")
+      if (frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8
+          or 0 in frame.shape):
+        raise InputError(f"{where}.frame", f"expected uint8 [H, W, 3] with H, W >= 1, got "
+                         f"{frame.dtype} {list(frame.shape)}")
+    ids = chunk.text_ids
+    if not isinstance(ids, (tuple, list)) or not all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+      raise InputError(f"{where}.text_ids", f"expected a tuple of token ids, got {ids!r:.80}")
+    bad = [int(i) for i in ids if not 0 <= i < self.vocab_size]
     if bad:
       raise InputError(f"{where}.text_ids", f"ids {bad[:3]} outside [0, {self.vocab_size})")
 
@@ -194,6 +205,13 @@ class Engine:
                              ("bg", occupant.pending_bg, SlotKind.BG)):
       for slot in range(min(layout.count(kind), len(queue))):
         inputs[key][row, slot] = queue.popleft()
+
+
+def _array(value, where: str) -> np.ndarray:
+  try:
+    return np.asarray(value)
+  except (TypeError, ValueError) as e:  # e.g. ragged nested lists
+    raise InputError(where, f"expected an array ({e})") from None
 
 
 def run(engine: Engine, streams: Mapping[int, Iterable[Chunk | None]], *, realtime: bool = False,

@@ -60,18 +60,17 @@ def load(workdir: str | pathlib.Path, checkpoint: str = checkpointing.LATEST,
     hint = (" (it is written by training with --config.train.interact_every_steps)"
             if checkpoint == checkpointing.BEST else "")
     raise InputError(str(checkpoints.directory), f"holds no checkpoint{hint}")
+  tokenizer_path = workdir / tokenizer.FILENAME
+  if not tokenizer_path.is_file() and config.data.source == "random":
+    raise InputError(str(workdir), "was trained on random batches (data.source=random), so it "
+                     "has no tokenizer to serve with; train on a dataset")
+  if not tokenizer_path.is_file():
+    tokenizer_path = pathlib.Path(config.data.dir) / tokenizer.FILENAME
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(config, nnx.Rngs(0))))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   try:
     state = checkpoints.restore_model_state(step, checkpointing.abstract_like(
         abstract, jax.tree.map(lambda _: device, abstract)))
-  except Exception as e:  # noqa: BLE001 (Orbax and TensorStore raise plain exceptions)
-    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-    raise InputError(str(checkpoints.directory / str(step)), "cannot be restored: corrupt or "
-                     f"incomplete checkpoint ({reason})") from None
   finally:
     checkpoints.close()
-  tokenizer_path = workdir / tokenizer.FILENAME
-  if not tokenizer_path.is_file():
-    tokenizer_path = pathlib.Path(config.data.dir) / tokenizer.FILENAME
   return Trained(config, nnx.merge(graphdef, state), Tokenizer.load(tokenizer_path), step)

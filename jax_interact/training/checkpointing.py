@@ -4,18 +4,24 @@
 a dataset, `data` (the Grain iterator state, one file per process). `W/best/<step>/` holds the
 model state of the step that scored best in the interactivity evaluation during training. Orbax writes each step to a
 temporary directory and renames it when complete, so a killed run never leaves a half-written
-checkpoint behind; restarting in the same workdir resumes from the latest one.
+checkpoint behind; restarting in the same workdir resumes from the latest one. A checkpoint whose
+files fail to read (truncated or corrupted since) raises `Unreadable`, naming the step and the
+file; `set_aside` moves it to `W/unreadable_checkpoints/<step>` so an earlier one can serve.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
-from typing import Any
+import re
+from typing import Any, Iterator
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jax_interact.errors import InputError
 
@@ -48,6 +54,23 @@ def _array_registry() -> ocp.type_handlers.TypeHandlerRegistry:
 
 LATEST, BEST = "latest", "best"
 _DIRECTORIES = {LATEST: "checkpoints", BEST: "best"}
+UNREADABLE = "unreadable_checkpoints"
+
+
+class Unreadable(InputError):
+  """A checkpoint whose files fail to read: truncated, corrupted or removed after it was saved."""
+
+  def __init__(self, step_dir: pathlib.Path, step: int, error: BaseException):
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
+      chain.append(cause)
+    # TensorStore names the file it failed on; Orbax's JSON metadata errors name none.
+    files = re.findall(r'local file "([^"]+)"', " ".join(map(str, chain)))
+    innermost = chain[-1]
+    reason = re.sub(r' (in OCDBT database )?at local file "[^"]*"', "",
+                    (str(innermost).splitlines() or [""])[0])[:200]
+    super().__init__(files[-1] if files else str(step_dir),
+                     f"checkpoint {step} cannot be read ({type(innermost).__name__}: {reason})")
 
 
 class Checkpoints:
@@ -73,9 +96,34 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  @contextlib.contextmanager
+  def _reading(self, step: int) -> Iterator[None]:
+    """Turns any failure to read checkpoint `step` (but bad input) into `Unreadable`."""
+    try:
+      yield
+    except InputError:
+      raise
+    except Exception as e:  # Orbax and TensorStore raise many kinds; all mean the same here
+      raise Unreadable(self.directory / str(step), step, e) from None
+
+  def set_aside(self, step: int) -> pathlib.Path:
+    """Moves checkpoint `step` to W/unreadable_checkpoints/<step> (every process agrees)."""
+    target = self.directory.parent / UNREADABLE / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(exist_ok=True)
+      os.replace(self.directory / str(step), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+    self.manager.reload()
+    return target
+
   def check_same_shapes(self, step: int, abstract_state) -> None:
     """Raises InputError when the saved model differs in shape from the configured one."""
-    saved = _shapes(self.manager.item_metadata(step)["state"].tree)
+    with self._reading(step):
+      saved = _shapes(self.manager.item_metadata(step)["state"].tree)
     wanted = _shapes(abstract_state)
     for name in sorted(saved.keys() | wanted.keys()):
       if saved.get(name) != wanted.get(name):
@@ -109,18 +157,20 @@ class Checkpoints:
 
   def restore(self, step: int, abstract_state, abstract_opt_state, data_iterator=None):
     """(state, opt_state) placed with the shardings of the abstract targets; the data iterator
-    (when given) is moved to its saved position in place."""
-    items = {"state": _restore_args(abstract_state),
-             "opt_state": _restore_args(abstract_opt_state)}
-    if data_iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    (when given) is moved to its saved position in place, only once the arrays have read."""
+    with self._reading(step):
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=_restore_args(abstract_state), opt_state=_restore_args(abstract_opt_state)))
+      if data_iterator is not None:
+        self.manager.restore(step, args=ocp.args.Composite(
+            data=grain.checkpoint.CheckpointRestore(data_iterator)))
     return restored["state"], restored["opt_state"]
 
   def restore_model_state(self, step: int, abstract_state):
     """The model state of checkpoint `step` alone (serving: no optimizer, no data iterator)."""
-    restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=_restore_args(abstract_state)))
+    with self._reading(step):
+      restored = self.manager.restore(
+          step, args=ocp.args.Composite(state=_restore_args(abstract_state)))
     return restored["state"]
 
   def close(self) -> None:

@@ -30,6 +30,7 @@ def initialize(args: argparse.Namespace) -> None:
   """Joins the multi-host run described by flags or environment; no-op for a single process."""
   coordinator = _setting(args, "coordinator")
   if coordinator:
+    _check_address(coordinator)
     settings = {}
     for name in ("num_processes", "process_id"):
       value = _setting(args, name)
@@ -38,8 +39,18 @@ def initialize(args: argparse.Namespace) -> None:
       except (TypeError, ValueError):
         raise InputError(f"--{name} / {_ENV[name]}", f"got {value!r}, expected an integer "
                          "(required with --coordinator)") from None
+    if not 0 <= settings["process_id"] < settings["num_processes"]:
+      raise InputError(f"--process_id / {_ENV['process_id']}", f"got {settings['process_id']}, "
+                       f"expected 0 <= process_id < num_processes={settings['num_processes']}")
     # Cross-process collectives for CPU devices (multi-process tests); other backends ignore it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator, **settings)
   elif getattr(args, "multihost", False):
     jax.distributed.initialize()
+
+
+def _check_address(address: str) -> None:
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise InputError(f"--coordinator / {_ENV['coordinator']}", f"got {address!r}, expected "
+                     "HOST:PORT with a port in [1, 65535]")

@@ -1,0 +1,33 @@
+"""Data worker processes end with the process that started them, however it ends.
+
+A trainer killed with SIGKILL runs no cleanup, so the processes it spawned (Grain's prefetch
+workers, the featurizing and generating pools) would live on as orphans holding their memory.
+Each worker runs `follow_parent` first (Grain's worker_init_fn, a Pool's initializer): a daemon
+thread ends it as soon as its parent is gone.
+It also ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or a scheduler's preemption sends
+to the whole process group: the parent decides when its workers stop (it checkpoints first, see
+jax_interact/training/preemption.py), and they stop with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+POLL_S = 0.5
+
+
+def follow_parent(parent: int, *_) -> None:
+  """Makes this worker process end with process `parent`, the one that spawned it (pass
+  `os.getpid()` there: by the time a worker runs this, its parent may be gone already)."""
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_IGN)
+
+  def exit_when_orphaned() -> None:
+    while os.getppid() == parent:
+      time.sleep(POLL_S)
+    os._exit(1)  # nothing to flush: the parent that wanted the results is gone
+
+  threading.Thread(target=exit_when_orphaned, name="follow-parent", daemon=True).start()

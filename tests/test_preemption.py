@@ -1,0 +1,114 @@
+"""Preemption signals and data workers: a stopped trainer saves its step, and no data worker
+outlives its trainer however the trainer ends."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_dataset import write_tiny_dataset
+from test_trainer import REPO, SMALL, TINY, read_metrics
+from test_trainer import compilation_cache, compilation_cache_dir  # noqa: F401 (fixtures)
+
+from jax_interact.training import preemption
+
+WORKERS = 2
+
+
+def test_a_signal_is_noted_and_a_second_one_acts_at_once():
+  before = signal.getsignal(signal.SIGINT)
+  with pytest.raises(KeyboardInterrupt):
+    with preemption.Preemption() as preempted:
+      assert not preempted.reached(1)
+      os.kill(os.getpid(), signal.SIGINT)
+      wait_for(lambda: preempted.reached(1))
+      assert preempted.signal == signal.SIGINT
+      os.kill(os.getpid(), signal.SIGINT)  # the previous handler: KeyboardInterrupt
+      wait_for(lambda: False, timeout_s=5)
+  assert signal.getsignal(signal.SIGINT) is before
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+  deadline = time.monotonic() + timeout_s
+  while not condition():
+    assert time.monotonic() < deadline, "timed out"
+    time.sleep(0.05)
+
+
+def descendants(pid: int) -> set[int]:
+  """Every live process below `pid`."""
+  children: dict[int, list[int]] = {}
+  for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+    try:
+      fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the process ended meanwhile
+      continue
+    children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+  found, todo = set(), [pid]
+  while todo:
+    for child in children.get(todo.pop(), []):
+      found.add(child)
+      todo.append(child)
+  return found
+
+
+def alive(pids: set[int]) -> set[int]:
+  """Those of `pids` still running (zombies, already ended, excluded)."""
+  running = set()
+  for pid in pids:
+    try:
+      state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+      continue
+    if state != "Z":
+      running.add(pid)
+  return running
+
+
+def grain_workers(pid: int) -> set[int]:
+  workers = set()
+  for child in descendants(pid):
+    try:
+      command = pathlib.Path(f"/proc/{child}/cmdline").read_bytes()
+    except OSError:
+      continue
+    if b"multiprocessing.spawn" in command:
+      workers.add(child)
+  return workers
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
+  write_tiny_dataset(tmp_path / "data", 4)
+  workdir = tmp_path / "w"
+  overrides = [o for o in SMALL if o != "data.source=random"] + [
+      f"data.dir={tmp_path / 'data'}", f"data.num_workers={WORKERS}"]
+  command = [sys.executable, "-m", "jax_interact.cli", "train", "--config", TINY,
+             "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
+
+  # SIGTERM: the trainer saves the step it is at and exits 0, its workers with it.
+  run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+  wait_for(lambda: len(grain_workers(run.pid)) == WORKERS)
+  workers = descendants(run.pid)
+  run.send_signal(signal.SIGTERM)
+  out, _ = run.communicate(timeout=300)
+  assert run.returncode == 0
+  stopped = [line for line in out.splitlines() if line.startswith("preempted:")]
+  assert len(stopped) == 1
+  step = read_metrics(workdir)[-1]["step"]
+  assert f"stopped after step {step}, whose checkpoint is saved" in stopped[0]
+  assert (workdir / "checkpoints" / str(step)).is_dir()
+  wait_for(lambda: not alive(workers))
+
+  # SIGKILL: nothing runs in the trainer, yet its workers notice and end.
+  run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+  wait_for(lambda: len(grain_workers(run.pid)) == WORKERS)
+  workers = descendants(run.pid)
+  run.send_signal(signal.SIGKILL)
+  run.wait()
+  wait_for(lambda: not alive(workers))
