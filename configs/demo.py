@@ -1,0 +1,38 @@
+"""demo: the model of `make demo`, which learns to take turns within minutes on 2 CPU cores.
+
+`tiny` with a smaller micro-turn (10 mel frames per audio token, 40x40 video, fewer text slots)
+and two wide attention heads, which halves a step's time on CPU, and with the settings the
+ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
+(its sampled mel carries no information its voicing decision lacks, and drifts), `<sil>`
+targets weighted 0.3. `jax-interact demo` runs it on three families whose timing it learns
+first (turn_taking, pause_handling, interruption):
+
+  jax-interact data generate --out out/demo/data --episodes 300 --seed 0 \
+      --tasks turn_taking,pause_handling,interruption
+  jax-interact train --config configs/demo.py --workdir out/demo/train \
+      --config.data.dir=out/demo/data
+"""
+
+from configs import tiny
+
+
+def get_config():
+  c = tiny.get_config()
+  c.name = "demo"
+  c.stream.frames_per_token = 10
+  c.stream.video_height = 40
+  c.stream.video_width = 40
+  c.stream.user_transcript_slots = 2
+  c.stream.text_out_slots = 3
+  c.stream.bg_slots = 2
+  c.model.n_heads = 2
+  c.model.n_kv_heads = 1
+  c.model.head_dim = 64
+  c.model.audio_feedback = "voicing"
+  c.loss.silence_weight = 0.3
+  c.train.steps = 1500
+  c.train.warmup_steps = 100
+  c.train.log_every_steps = 50
+  c.train.eval_every_steps = 500
+  c.checkpoint.every_steps = 500
+  return c
