@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from jax_interact.errors import ConfigError
+from jax_interact.models import attention_kernels
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -73,10 +74,13 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.flow_steps = 4  # Euler steps at sampling
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
-  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16
-  c.model.param_dtype = "float32"
+  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (accelerator configs)
+  c.model.param_dtype = "float32"  # storage of parameters and optimizer state
   c.model.remat = "none"  # none | full | dots (jax.checkpoint policy per layer)
   c.model.scan_layers = True
+  # Kernel of training attention (models/attention_kernels.py): auto picks by platform (cuDNN on
+  # GPUs in bf16, splash on TPUs, blocked XLA otherwise); xla | blocked | cudnn | splash force one.
+  c.model.attention = "auto"
 
   # Losses.
   c.loss = ml_collections.ConfigDict()
@@ -197,6 +201,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.dtype": _one_of("float32", "bfloat16"),
     "model.param_dtype": _one_of("float32", "bfloat16"),
     "model.remat": _one_of("none", "full", "dots"),
+    "model.attention": _one_of(*attention_kernels.KERNELS),
     "loss.silence_weight": _non_negative,
     "loss.voicing_weight": _non_negative,
     "loss.moe_aux_weight": _non_negative,

@@ -86,7 +86,12 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return x
-  return jax.lax.with_sharding_constraint(x, logical_to_spec(names, _current_rules()))
+  return jax.lax.with_sharding_constraint(x, spec(names))
+
+
+def spec(names: Sequence[str | None]) -> P:
+  """PartitionSpec of logical names under the active rules (those of `use`)."""
+  return logical_to_spec(names, _current_rules())
 
 
 def _current_rules():
