@@ -74,6 +74,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.flow_steps = 4  # Euler steps at sampling
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
+  # MoE capacity factor: 0 computes every routed token (ragged_dot); c > 0 gives each expert room
+  # for c times its even share of a sequence's tokens and drops the rest (models/moe.py).
+  c.model.expert_capacity = 0.0
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (accelerator configs)
   c.model.param_dtype = "float32"  # storage of parameters and optimizer state
   c.model.remat = "none"  # none | full | dots (jax.checkpoint policy per layer)
@@ -134,6 +137,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1
+  c.mesh.expert = 1  # expert parallelism: MoE experts (and batch rows elsewhere) split over it
   c.mesh.tensor = 1
   return c
 
@@ -198,6 +202,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.flow_steps": _positive,
     "model.num_experts": _non_negative,
     "model.experts_per_token": _positive,
+    "model.expert_capacity": _non_negative,
     "model.dtype": _one_of("float32", "bfloat16"),
     "model.param_dtype": _one_of("float32", "bfloat16"),
     "model.remat": _one_of("none", "full", "dots"),
@@ -231,6 +236,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "checkpoint.max_to_keep": _positive,
     "mesh.data": lambda x: x == -1 or x > 0,
     "mesh.fsdp": lambda x: x == -1 or x > 0,
+    "mesh.expert": lambda x: x == -1 or x > 0,
     "mesh.tensor": lambda x: x == -1 or x > 0,
 }
 

@@ -30,6 +30,7 @@ from flax import nnx
 
 from jax_interact.models.attention import KeyValues
 from jax_interact.models.interaction import InteractionModel
+from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams import tokenizer
 from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import GROUP_KEYS, INPUT_KINDS, OUTPUT_KINDS, Layout, SlotKind
@@ -300,12 +301,20 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   return state, result
 
 
+def serving_params(model: InteractionModel, params: nnx.State) -> nnx.State:
+  """Parameters (the model's, or trained ones of its shape) as `jit_step`'s `run` takes them:
+  weights in the compute dtype, read at half the bytes in bfloat16 with the same numbers."""
+  return in_compute_dtype(params, model.precision)
+
+
 def jit_step(model: InteractionModel, sampling: Sampling = Sampling(), teacher_forced=False):
-  """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated.
+  """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated,
+  and the model's params as `run` reads them (`serving_params`).
 
   The model is split once into its graph and parameters (cheaper per call than nnx.jit).
   """
   graphdef, params = nnx.split(model)
+  params = serving_params(model, params)
 
   def run(params, state, chunk, forced=None):
     return step(nnx.merge(graphdef, params), state, chunk, sampling, forced)

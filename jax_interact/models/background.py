@@ -47,7 +47,7 @@ class BackgroundModel(nnx.Module):
     tokens attend to those first, as in the interaction model's streaming step.
     """
     h_BTD, kv, aux_loss = self.transformer(self.text_embed(tokens_BT), pos_BT, CAUSAL, context)
-    return self.text_head(h_BTD).astype(jnp.float32), kv, aux_loss
+    return self.text_head(h_BTD, out_dtype=jnp.float32), kv, aux_loss
 
 
 def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],

@@ -39,7 +39,8 @@ def temporal_dims(model_config) -> Dims:
   return Dims(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
               n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
               num_experts=m.num_experts, experts_per_token=m.experts_per_token,
-              rope_theta=m.rope_theta, attention=m.attention)
+              expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
+              attention=m.attention)
 
 
 def local_dims(model_config) -> Dims:
@@ -164,12 +165,12 @@ class InteractionModel(nnx.Module):
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
-    return self.text_head(local_hidden).astype(jnp.float32)
+    return self.text_head(local_hidden, out_dtype=jnp.float32)
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
     voiced (`streams.dmel.voiced` of its target)."""
-    return self.voicing_head(local_hidden)[..., 0].astype(jnp.float32)
+    return self.voicing_head(local_hidden, out_dtype=jnp.float32)[..., 0]
 
   def sample_audio(self, local_hidden: jax.Array, voiced: jax.Array,
                    noise: jax.Array) -> tuple[jax.Array, jax.Array]:

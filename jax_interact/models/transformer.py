@@ -15,7 +15,8 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.models.attention import Attention, KeyValues, Window, attention_mask
-from jax_interact.models.layers import Precision, RMSNorm, make_mlp
+from jax_interact.models.layers import Precision, RMSNorm, SwiGLU
+from jax_interact.models.moe import MoE
 
 _REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -33,8 +34,9 @@ class Dims:
   n_kv_heads: int
   head_dim: int
   d_ff: int
-  num_experts: int = 0
+  num_experts: int = 0  # 0: dense SwiGLU MLPs
   experts_per_token: int = 1
+  expert_capacity: float = 0.0  # MoE capacity factor, 0: dropless (moe.py)
   rope_theta: float = 10000.0
   attention: str = "auto"  # kernel of whole-sequence attention (attention_kernels.KERNELS)
 
@@ -47,15 +49,18 @@ class Block(nnx.Module):
     self.attn = Attention(dims.d_model, dims.n_heads, dims.n_kv_heads, dims.head_dim,
                           dims.rope_theta, precision, kernel=dims.attention, rngs=rngs)
     self.mlp_norm = RMSNorm(dims.d_model, precision)
-    self.mlp = make_mlp(dims.d_model, dims.d_ff, dims.num_experts, dims.experts_per_token,
-                        precision, rngs=rngs)
+    if dims.num_experts:
+      self.mlp = MoE(dims.d_model, dims.d_ff, dims.num_experts, dims.experts_per_token,
+                     dims.expert_capacity, precision, rngs=rngs)
+    else:
+      self.mlp = SwiGLU(dims.d_model, dims.d_ff, precision, rngs=rngs)
 
   def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, window: Window,
                mask_BTS: jax.Array | None = None,
                context: KeyValues | None = None) -> tuple[jax.Array, KeyValues, jax.Array]:
     y_BTD, kv = self.attn(self.attn_norm(x_BTD), pos_BT, window, mask_BTS, context)
     x_BTD = x_BTD + y_BTD
-    y_BTD, aux_loss = self.mlp(self.mlp_norm(x_BTD))
+    y_BTD, aux_loss = self.mlp(self.mlp_norm(x_BTD), dropless=mask_BTS is not None)
     x_BTD = sharding.constrain(x_BTD + y_BTD, ("batch", "seq", "embed"))
     return x_BTD, kv, aux_loss
 
