@@ -42,12 +42,6 @@ class KeyValues:
   v_BSKH: jax.Array
   pos_BS: jax.Array  # int32, -1 marks an empty slot
 
-  def extend(self, new: "KeyValues") -> "KeyValues":
-    """These slots followed by `new` along the slot axis."""
-    pairs = zip((self.k_BSKH, self.v_BSKH, self.pos_BS), (new.k_BSKH, new.v_BSKH, new.pos_BS))
-    return KeyValues(*(jnp.concatenate([old, add.astype(old.dtype)], axis=1)
-                       for old, add in pairs))
-
 
 jax.tree_util.register_dataclass(KeyValues, data_fields=["k_BSKH", "v_BSKH", "pos_BS"],
                                  meta_fields=[])
@@ -103,9 +97,9 @@ class Attention(nnx.Module):
       out_BTNH = attention_kernels.sequence_attention(q_BTNH, new.k_BSKH, new.v_BSKH, window,
                                                       self.kernel)
     else:
-      keys = new if context is None else context.extend(new)
-      # Logits and softmax in float32, GQA by sharing each kv head over a query group.
-      out_BTNH = jax.nn.dot_product_attention(q_BTNH, keys.k_BSKH.astype(dtype),
-                                              keys.v_BSKH.astype(dtype), mask=mask_BTS[:, None])
+      parts = [(new.k_BSKH, new.v_BSKH)]
+      if context is not None:
+        parts.insert(0, (context.k_BSKH.astype(dtype), context.v_BSKH.astype(dtype)))
+      out_BTNH = attention_kernels.attention_over_parts(q_BTNH, parts, mask_BTS)
     y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.w_o[...].astype(dtype))
     return sharding.constrain(y_BTD, ("batch", "seq", "embed")), new

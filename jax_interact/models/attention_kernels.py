@@ -16,12 +16,17 @@ with one of these kernels (config `model.attention`):
   masked blocks are skipped; run per batch row and, inside a mesh, per shard.
 
 `choose` resolves "auto" by platform: it is the one place that picks a kernel.
+
+Decoding (new tokens against a cache, under a mask of their positions) runs
+`attention_over_parts` in XLA on every platform: one softmax over the cached keys and the new
+ones without concatenating them (which would copy the whole cache in every layer of every step).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +39,9 @@ from jax_interact.models.window import Window, attention_mask
 KERNELS = ("auto", "xla", "blocked", "cudnn", "splash")
 BLOCK = 128  # query tokens per block of the "blocked" kernel
 _SPLASH_BLOCK = 512  # largest splash tile; sequences are padded to a multiple of the tile
+# Logit of a masked key: finite, so a query that sees nothing (a slot not in use) averages the
+# values instead of producing NaN, as jax.nn.dot_product_attention does.
+_MASKED = -0.7 * float(np.finfo(np.float32).max)
 
 
 def choose(name: str, dtype) -> str:
@@ -59,6 +67,38 @@ def sequence_attention(q_BTNH: jax.Array, k_BTKH: jax.Array, v_BTKH: jax.Array, 
   """Attention output [B, T, N, H] of queries, keys and values at positions 0..T-1 (GQA: the
   N query heads share the K key/value heads in groups)."""
   return _KERNELS[choose(kernel, q_BTNH.dtype)](q_BTNH, k_BTKH, v_BTKH, window)
+
+
+def attention_over_parts(q_BTNH: jax.Array, parts: Sequence[tuple[jax.Array, jax.Array]],
+                         mask_BTS: jax.Array) -> jax.Array:
+  """Attention output [B, T, N, H] of queries over the keys/values of several parts ([B, S_i,
+  K, H] each: the cache, then the new tokens), one softmax across all: `mask_BTS` has the
+  parts' key slots side by side in the same order."""
+  b, t, n, h = q_BTNH.shape
+  kv_heads = parts[0][0].shape[2]
+  groups = n // kv_heads
+  # Head-major matrices: each kv head's query group is one [G * T, H] matrix.
+  q_BKMH = jnp.transpose(q_BTNH.reshape(b, t, kv_heads, groups, h), (0, 2, 3, 1, 4)).reshape(
+      b, kv_heads, groups * t, h)
+  starts = np.cumsum([0] + [k.shape[1] for k, _ in parts])
+  visible = [(k_BSKH, v_BSKH, mask_BTS[:, :, start:stop])
+             for (k_BSKH, v_BSKH), start, stop in zip(parts, starts[:-1], starts[1:])
+             if stop > start]
+  logits = []
+  for k_BSKH, _, mask_BTs in visible:
+    logits_BKMS = jnp.einsum("bkmh,bksh->bkms", q_BKMH, jnp.swapaxes(k_BSKH, 1, 2),
+                             preferred_element_type=jnp.float32) * (1.0 / math.sqrt(h))
+    logits.append(jnp.where(mask_BTs[:, None, None],
+                            logits_BKMS.reshape(b, kv_heads, groups, t, -1), _MASKED))
+  peak_BKGT1 = functools.reduce(jnp.maximum, [jnp.max(x, axis=-1, keepdims=True) for x in logits])
+  weights = [jnp.exp(x - peak_BKGT1) for x in logits]
+  total_BKGT1 = sum(jnp.sum(w, axis=-1, keepdims=True) for w in weights)
+  out_BKMH = 0
+  for w_BKGTS, (_, v_BSKH, _) in zip(weights, visible):
+    p_BKMS = (w_BKGTS / total_BKGT1).reshape(b, kv_heads, groups * t, -1).astype(v_BSKH.dtype)
+    out_BKMH = out_BKMH + jnp.einsum("bkms,bksh->bkmh", p_BKMS, jnp.swapaxes(v_BSKH, 1, 2))
+  return jnp.transpose(out_BKMH.reshape(b, kv_heads, groups, t, h), (0, 3, 1, 2, 4)).reshape(
+      b, t, n, h)
 
 
 def _xla(q_BTNH, k_BTKH, v_BTKH, window: Window) -> jax.Array:
