@@ -26,7 +26,6 @@ def get_config():
   c.model.local_d_ff = 4096
   c.model.flow_hidden = 1024
   c.model.dtype = "bfloat16"
-  c.model.param_dtype = "bfloat16"
   c.model.remat = "full"
   c.mesh.fsdp = -1
   c.mesh.data = 1

@@ -1,7 +1,9 @@
-"""base: the defaults of jax_interact.config (about 33M parameters)."""
+"""base: the defaults of jax_interact.config (about 33M parameters), computing in bfloat16."""
 
 from jax_interact.config import defaults
 
 
 def get_config():
-  return defaults()
+  c = defaults()
+  c.model.dtype = "bfloat16"
+  return c

@@ -20,6 +20,7 @@ def get_config():
   c.model.local_heads = 4
   c.model.local_d_ff = 768
   c.model.flow_hidden = 384
+  c.model.dtype = "bfloat16"
   c.train.steps = 5000
   c.train.lr = 1e-3
   return c

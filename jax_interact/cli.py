@@ -184,8 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     if name == "train":
       p.add_argument("--steps", type=count, default=10, help="steps timed after the warm-up")
     if name == "decode":
-      p.add_argument("--batch", type=count, default=1, help="sessions stepped together")
-      p.add_argument("--micro-turns", type=count, default=1000, help="steps timed")
+      p.add_argument("--batch", type=_batch_sizes, default=(1,),
+                     help="sessions stepped together; several, comma-separated, are timed in "
+                     "turn on one model (e.g. 1,8,32,64)")
+      p.add_argument("--micro-turns", type=count, default=1000, help="steps timed per batch")
+      p.add_argument("--agreement-turns", type=non_negative, default=None,
+                     help="micro-turns of the teacher-forced agreement check (default: "
+                     "min(2 * window_turns, 32); 0 skips it)")
       p.add_argument("--background", help="also time the loop with this worker beside it "
                      "(e.g. slow), delegating every --delegate-every micro-turns")
       p.add_argument("--delegate-every", type=count, default=25)
@@ -195,6 +200,16 @@ def _parser() -> argparse.ArgumentParser:
       p.add_argument("--data", help="dataset whose validation episodes the clients stream "
                      "(default: freshly generated synthetic episodes)")
   return parser
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+  try:
+    sizes = tuple(int(x) for x in text.split(","))
+  except ValueError:
+    sizes = ()
+  if not sizes or min(sizes) < 1:
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected positive integers like 1,8,32")
+  return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from jax_interact.errors import ConfigError
+from jax_interact.models import attention_kernels
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -77,10 +78,16 @@ def defaults() -> ml_collections.ConfigDict:
   c.model.audio_feedback = "dmel"
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
-  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16
-  c.model.param_dtype = "float32"
+  # MoE capacity factor: 0 computes every routed token (ragged_dot); c > 0 gives each expert room
+  # for c times its even share of a sequence's tokens and drops the rest (models/moe.py).
+  c.model.expert_capacity = 0.0
+  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (accelerator configs)
+  c.model.param_dtype = "float32"  # storage of parameters and optimizer state
   c.model.remat = "none"  # none | full | dots (jax.checkpoint policy per layer)
   c.model.scan_layers = True
+  # Kernel of training attention (models/attention_kernels.py): auto picks by platform (cuDNN on
+  # GPUs in bf16, splash on TPUs, blocked XLA otherwise); xla | blocked | cudnn | splash force one.
+  c.model.attention = "auto"
 
   # Losses.
   c.loss = ml_collections.ConfigDict()
@@ -138,6 +145,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1
+  c.mesh.expert = 1  # expert parallelism: MoE experts (and batch rows elsewhere) split over it
   c.mesh.tensor = 1
   return c
 
@@ -204,9 +212,11 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.audio_feedback": _one_of("dmel", "voicing"),
     "model.num_experts": _non_negative,
     "model.experts_per_token": _positive,
+    "model.expert_capacity": _non_negative,
     "model.dtype": _one_of("float32", "bfloat16"),
     "model.param_dtype": _one_of("float32", "bfloat16"),
     "model.remat": _one_of("none", "full", "dots"),
+    "model.attention": _one_of(*attention_kernels.KERNELS),
     "loss.silence_weight": _non_negative,
     "loss.voicing_weight": _non_negative,
     "loss.moe_aux_weight": _non_negative,
@@ -237,6 +247,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "checkpoint.max_to_keep": _positive,
     "mesh.data": lambda x: x == -1 or x > 0,
     "mesh.fsdp": lambda x: x == -1 or x > 0,
+    "mesh.expert": lambda x: x == -1 or x > 0,
     "mesh.tensor": lambda x: x == -1 or x > 0,
 }
 

@@ -25,11 +25,13 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from jax_interact.errors import ConfigError
 
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
 
-# logical name -> mesh axes (a tuple shards over several; None replicates).
+# logical name -> mesh axes (a tuple shards over several; None replicates). Devices along
+# `expert` hold different experts in MoE layers and different batch rows everywhere else.
 DEFAULT_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
-    ("batch", ("data", "fsdp")),
+    ("batch", ("data", "fsdp", "expert")),
+    ("expert_batch", ("data", "fsdp")),  # batch of the MoE dispatch buffers (models/moe.py)
     ("seq", None),
     ("embed", "fsdp"),
     ("mlp", "tensor"),
@@ -38,7 +40,7 @@ DEFAULT_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("head_dim", None),
     ("vocab", "tensor"),
     ("layers", None),
-    ("experts", None),
+    ("experts", "expert"),
 )
 
 
@@ -58,9 +60,10 @@ DIMENSION_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """Mesh of shape (data, fsdp, tensor) from config; one axis may be -1 (fills)."""
+  """Mesh of shape (data, fsdp, expert, tensor) from config (an axis it omits has size 1); one
+  axis may be -1 (fills)."""
   devices = list(devices if devices is not None else jax.devices())
-  sizes = [int(mesh_config[a]) for a in MESH_AXES]
+  sizes = [int(mesh_config.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
     raise ConfigError("config.mesh", "at most one axis may be -1")
   known = math.prod(s for s in sizes if s != -1)
@@ -147,7 +150,12 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   recorded = _recording.get()
   if recorded is not None:
     recorded.append((f"activation {list(x.shape)}", tuple(x.shape), tuple(names)))
-  return jax.lax.with_sharding_constraint(x, logical_to_spec(names, _current_rules()))
+  return jax.lax.with_sharding_constraint(x, spec(names))
+
+
+def spec(names: Sequence[str | None]) -> P:
+  """PartitionSpec of logical names under the active rules (those of `use`)."""
+  return logical_to_spec(names, _current_rules())
 
 
 def _current_rules():

@@ -10,12 +10,14 @@ function of (seed, step)) and the loss rng of step s is derived from (seed, s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +44,45 @@ Batch = dict[str, np.ndarray]
 
 # Seed streams of random batches: training and evaluation never share a batch.
 _TRAIN_DATA, _EVAL_DATA = 0, 1
+
+
+class OutOfMemory(RuntimeError):
+  """The train step did not fit in device memory; the message names the knobs to turn."""
+
+  def __init__(self, config: ml_collections.ConfigDict, devices: int, cause: str):
+    estimate = counting.train_memory(config, devices)
+    wanted = re.search(r"allocat\w* (\d+) bytes", cause)
+    wanted = f"; XLA wanted {int(wanted[1]) / 2**30:.2f} GiB more" if wanted else ""
+    super().__init__(
+        f"the train step does not fit in device memory (estimated {estimate['total'] / 2**30:.1f}"
+        f" GiB per device: state {estimate['state'] / 2**30:.1f}, activations "
+        f"{estimate['activations'] / 2**30:.1f}{wanted}); try " + " or ".join(
+            memory_knobs(config)))
+
+
+def memory_knobs(config: ml_collections.ConfigDict) -> list[str]:
+  """Config changes that lower a train step's memory per device, the cheapest first: more
+  micro-batches (same batch, same numbers), recomputing whole layers, a smaller batch."""
+  knobs = []
+  accum, batch = config.train.grad_accum, config.data.batch_size
+  if batch % (2 * accum) == 0:
+    knobs.append(f"--config.train.grad_accum={2 * accum}")
+  if config.model.remat != "full":
+    knobs.append("--config.model.remat=full")
+  if batch % 2 == 0 and (batch // 2) % accum == 0:
+    knobs.append(f"--config.data.batch_size={batch // 2}")
+  return knobs + ["a mesh over more devices (--config.mesh.fsdp)"]
+
+
+@contextlib.contextmanager
+def memory_explained(config: ml_collections.ConfigDict, devices: int):
+  """Turns XLA's RESOURCE_EXHAUSTED inside into OutOfMemory (a one-line error naming knobs)."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    raise OutOfMemory(config, devices, str(e)) from e
 
 
 class Diverged(RuntimeError):
@@ -261,7 +302,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
   SIGTERM or SIGINT (preemption.py) stops it after a step that every process agrees on, with a
   checkpoint of that step and one line saying so; that step is returned. Raises Diverged on a
-  non-finite loss (no checkpoint is written from such a step).
+  non-finite loss (no checkpoint is written from such a step) and OutOfMemory when a step does
+  not fit in device memory.
   """
   check_data_source(config)
   workdir = pathlib.Path(workdir)
@@ -270,7 +312,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   train_config, total_steps = config.train, config.train.steps
   is_primary = jax.process_index() == 0
 
-  with preemption.Preemption() as preempted, sharding.use(mesh, sharding.rules(config, mesh)):
+  with preemption.Preemption() as preempted, sharding.use(mesh, sharding.rules(config, mesh)), \
+      memory_explained(config, mesh.devices.size):
     program = Program.create(config, mesh)
     train_step, eval_step = program.checked_steps(random_batches(config, _TRAIN_DATA)(0))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -411,7 +454,7 @@ def main(args: argparse.Namespace) -> int:
   config = config_lib.load(args.config, args.overrides)
   try:
     train(config, args.workdir)
-  except Diverged as e:
+  except (Diverged, OutOfMemory) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

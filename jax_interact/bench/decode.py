@@ -1,11 +1,12 @@
 """`jax-interact bench decode`: latency of the streaming micro-turn step (random weights).
 
 Runs B sessions for N micro-turns through the jitted step (inputs pre-featurized, so the
-number is the model's), and reports step-time percentiles, the real-time factor, drift over
-the session (p50 of the first and last 100 steps), resident memory at start and end, the
-agreement of a teacher-forced stream with the training forward, and on an accelerator the
+number is the model's), for each batch size B asked for, on one model, and reports step-time
+percentiles, the step time per session, the real-time factor, drift over the session (p50 of
+the first and last 100 steps), resident memory at start and end, and on an accelerator the
 memory-bandwidth bound of one step: bytes of weights and KV cache read, over a copy bandwidth
-measured in the same run.
+measured in the same run. Once per run it checks the agreement of a teacher-forced stream with
+the training forward.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def _bytes(tree) -> int:
   return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes"))
 
 
-def measure(config, batch: int, micro_turns: int) -> dict:
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+def measure(model: InteractionModel, config, batch: int, micro_turns: int,
+            bandwidth: float) -> dict:
+  """Step times of `batch` sessions; with `bandwidth` (bytes/s, 0 on CPU) the bound beside."""
   params, run = session.jit_step(model)
   state = session.init_state(model, batch, 0)
   inputs = random_batch(model.layout, batch, 1, config.model.vocab_size,
@@ -92,22 +94,18 @@ def measure(config, batch: int, micro_turns: int) -> dict:
   rss_end = _rss_mb()
   result = engine.latency_summary(times, config.stream.chunk_ms)
   head, tail = times[:100], times[-100:]
-  diff, bitwise = agreement(model, config, n_turns=min(2 * config.model.window_turns, 32))
   result.update({
-      "config": config.name, "batch": batch, "device": jax.devices()[0].device_kind,
+      "batch": batch, "p50_step_ms_per_session": result["p50_step_ms"] / batch,
       "p50_step_ms_first_100": float(np.median(head)),
       "p50_step_ms_last_100": float(np.median(tail)),
       "drift_last_over_first": float(np.median(tail) / np.median(head)),
       "rss_mb_start": rss_start, "rss_mb_end": rss_end,
-      "max_abs_logit_diff_vs_forward": diff, "bitwise_equal": bitwise,
       "sessions_per_device_at_real_time": batch * config.stream.chunk_ms / result["p99_step_ms"],
   })
-  bandwidth = _copy_bandwidth()
   if bandwidth:
     bytes_read = _bytes(params) + _bytes((state.k_LBCKH, state.v_LBCKH))
     bound_ms = bytes_read / bandwidth * 1000
-    result.update({"bytes_read_per_step": bytes_read, "copy_bandwidth_gb_s": bandwidth / 1e9,
-                   "bandwidth_bound_ms": bound_ms,
+    result.update({"bytes_read_per_step": bytes_read, "bandwidth_bound_ms": bound_ms,
                    "p50_over_bandwidth_bound": result["p50_step_ms"] / bound_ms})
   return result
 
@@ -149,22 +147,49 @@ def measure_background(config, batch: int, micro_turns: int, tool: str,
   return result
 
 
-HEADLINE = ("batch", "p50_step_ms", "p99_step_ms", "rtf", "drift_last_over_first",
-            "rss_mb_start", "rss_mb_end", "max_abs_logit_diff_vs_forward", "bitwise_equal",
+# Per batch size; with several, each key carries the batch as a suffix (`p50_step_ms_b8`).
+HEADLINE = ("batch", "p50_step_ms", "p99_step_ms", "p50_step_ms_per_session", "rtf",
+            "drift_last_over_first", "rss_mb_start", "rss_mb_end",
             "sessions_per_device_at_real_time", "bandwidth_bound_ms", "p50_over_bandwidth_bound",
             "p99_step_ms_without_background", "p99_step_ms_with_background",
             "p99_ratio_with_over_without")
 
 
+def run(config, batches, micro_turns: int, agreement_turns: int | None = None,
+        background: str | None = None, delegate_every: int = 25) -> dict:
+  """The benchmark's JSON: a run per batch size, the agreement check, the headline."""
+  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  bandwidth = _copy_bandwidth()
+  runs = []
+  for batch in batches:
+    runs.append(measure(model, config, batch, micro_turns, bandwidth))
+    if background:
+      runs[-1].update(measure_background(config, batch, micro_turns,
+                                         background.removeprefix("tool:"), delegate_every))
+  if agreement_turns is None:
+    agreement_turns = min(2 * config.model.window_turns, 32)
+  agreement_ = {}
+  if agreement_turns:
+    diff, bitwise = agreement(model, config, agreement_turns)
+    agreement_ = {"max_abs_logit_diff_vs_forward": diff, "bitwise_equal": bitwise,
+                  "agreement_turns": agreement_turns}
+
+  def short(value):
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+  suffix = (lambda r: "") if len(runs) == 1 else (lambda r: f"_b{r['batch']}")
+  headline = {f"{key}{suffix(r)}": short(r[key]) for r in runs for key in HEADLINE if key in r}
+  headline.update({key: short(value) for key, value in agreement_.items()
+                   if key != "agreement_turns"})
+  return {"benchmark": "decode", "config": config.name, "device": jax.devices()[0].device_kind,
+          "dtype": config.model.dtype, "copy_bandwidth_gb_s": bandwidth / 1e9 or None,
+          "runs": runs, **agreement_, "headline": headline}
+
+
 def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
-  result = measure(config, args.batch, args.micro_turns)
-  if getattr(args, "background", None):
-    result.update(measure_background(config, args.batch, args.micro_turns,
-                                     args.background.removeprefix("tool:"), args.delegate_every))
-  result["benchmark"] = "decode"
-  result["headline"] = {key: float(f"{result[key]:.4g}") if isinstance(result[key], float)
-                        else result[key] for key in HEADLINE if key in result}
+  result = run(config, args.batch, args.micro_turns, args.agreement_turns,
+               getattr(args, "background", None), getattr(args, "delegate_every", 25))
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.with_suffix(out.suffix + ".tmp")

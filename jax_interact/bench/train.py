@@ -5,12 +5,15 @@ and reports the step time, temporal-sequence tokens/s, model FLOP/s (counting's 
 times tokens/s) and, on an accelerator, the bf16 matmul peak measured in the same run (a large
 jnp.dot timed on every device at once) with the MFU against it; the vendor peak from
 training/metrics.py and the MFU against that are reported beside it. On CPU both are null.
+Memory: the estimate of counting.train_memory beside, on an accelerator, the device's peak use
+and size. A step that does not fit writes the one-line OutOfMemory advice as the result.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import time
 
 import jax
@@ -19,7 +22,7 @@ import numpy as np
 
 from jax_interact import config as config_lib
 from jax_interact import sharding, trainer
-from jax_interact.models import counting
+from jax_interact.models import attention_kernels, counting
 from jax_interact.training import metrics as metrics_lib
 
 _WARMUP_STEPS = 2
@@ -44,7 +47,8 @@ def measured_matmul_peak(n: int = 8192, repeats: int = 10) -> float:
 def measure(config, steps: int) -> dict:
   mesh = sharding.make_mesh(config.mesh)
   trainer.check_batch_divides(config, mesh)
-  with sharding.use(mesh, sharding.rules(config, mesh)):
+  with sharding.use(mesh, sharding.rules(config, mesh)), trainer.memory_explained(
+      config, mesh.devices.size):
     program = trainer.Program.create(config, mesh)
     host_batch = trainer.random_batches(config, 0)(0)
     train_step, _ = program.checked_steps(host_batch)
@@ -68,6 +72,8 @@ def measure(config, steps: int) -> dict:
   measured_peak = measured_matmul_peak() if on_accelerator else None
   vendor_peak = metrics_lib.peak_flops_per_device(device)
   vendor_peak_total = vendor_peak * jax.device_count() if vendor_peak else None
+  estimate = counting.train_memory(config, mesh.devices.size)
+  stats = device.memory_stats() or {}
   headline = {
       "step_time_s": step_time,
       "tokens_per_s": tokens_per_s,
@@ -93,17 +99,30 @@ def measure(config, steps: int) -> dict:
       "measured_bf16_peak_tflops": measured_peak / 1e12 if measured_peak else None,
       "vendor_bf16_peak_tflops": vendor_peak_total / 1e12 if vendor_peak_total else None,
       "mfu_vs_vendor_peak": metrics_lib.mfu(flops_per_s, vendor_peak_total),
+      "grad_accum": config.train.grad_accum,
+      "remat": config.model.remat,
+      "attention": attention_kernels.choose(config.model.attention, config.model.dtype),
+      "estimated_memory_gib": estimate["total"] / 2**30,
+      "peak_memory_gib": stats["peak_bytes_in_use"] / 2**30 if stats else None,
+      "device_memory_gib": stats["bytes_limit"] / 2**30 if stats else None,
   }
 
 
 def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
-  result = measure(config, args.steps)
+  try:
+    result = measure(config, args.steps)
+  except trainer.OutOfMemory as e:
+    result = {"benchmark": "train", "config": config.name, "error": str(e),
+              "headline": {"result": "out of memory"}}
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.with_name(out.name + ".tmp")
   tmp.write_text(json.dumps(result, indent=2) + "\n")
   tmp.replace(out)
+  if "error" in result:
+    print(f"error: {result['error']}", file=sys.stderr)
+    return 2
   for key, value in result["headline"].items():
     print(f"{key:>20}: {value}")
   return 0

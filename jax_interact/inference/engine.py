@@ -93,7 +93,7 @@ class Engine:
 
   def set_params(self, params) -> None:
     """Serves other weights of the same model (e.g. a newer training step); no recompile."""
-    self.params = params
+    self.params = session.serving_params(self.model, params)
 
   # Rows --------------------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ PRNG key per session. Its size is fixed when the session starts, however long it
      (t-1)*L + input_len ... t*L + input_len - 1) and runs the temporal model over them
      against the cache, with the same mask function as training;
   2. writes their keys/values into the ring;
-  3. runs the local decoder slot by slot over the output segment of t (a `lax.scan`, each slot
-     one token against a cache of the earlier slots): text slots sampled from the text head,
-     audio slots from the flow head, each fed back.
+  3. runs the local decoder slot by slot over the output segment of t (unrolled, each slot one
+     token against a cache of the earlier slots): text slots sampled from the text head, audio
+     slots from the voicing and flow heads, each fed back.
 At t = 0 there is no previous output segment: its tokens are computed but given positions -1,
 so they are never attended to and never cached (shapes stay static).
 """
@@ -31,6 +31,7 @@ from flax import nnx
 from jax_interact.inference import engine
 from jax_interact.models.attention import KeyValues
 from jax_interact.models.interaction import InteractionModel
+from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams import tokenizer
 from jax_interact.streams.dmel import DMelSpec
 # The segment keys and empty segments are the layout's; session users find them here too.
@@ -177,83 +178,63 @@ def _temporal(model: InteractionModel, state: SessionState,
 def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, sampling: Sampling,
            forced: dict[str, jax.Array] | None):
   """Step 3: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
-  mel)."""
+  mel).
+
+  The slots are unrolled (their kinds are known when tracing, so each runs its own head without
+  a loop or a branch). Slot j's local-decoder token attends to a cache of slots < j; its input
+  comes from slot j - 1's token alone (`local_next_input`), slot 0's from the temporal state.
+  """
   layout = model.layout
   kinds_K = layout.kinds()[layout.input_len:]
-  k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
-  k_text = k_ut + layout.count(SlotKind.TEXT_OUT)
   b = hidden_BD.shape[0]
   k, m = layout.frames_per_token, layout.n_mels
-  vocab = model.text_head.w.shape[-1]
-  # Index of each output slot within its own group array: text slots count over the
-  # concatenated [user_transcript, text_out], audio slots over audio_out.
-  group_index_K = np.concatenate([np.arange(k_text), np.arange(layout.count(SlotKind.AUDIO_OUT))])
-  is_audio_K = kinds_K == SlotKind.AUDIO_OUT
-  base = empty_outputs(layout, b)
-  text_BK = jnp.concatenate([jnp.asarray(base["user_transcript"]), jnp.asarray(base["text_out"])],
-                            axis=1)
-  audio_BAKM = jnp.asarray(base["audio_out"])
   if forced is not None:
     forced_text = jnp.concatenate([forced["user_transcript"], forced["text_out"]], axis=1)
-    forced_audio = forced["audio_out"]
-
-  # The local decoder runs one slot per scan step against a cache of the earlier slots' keys and
-  # values (slot positions 0..K-1; -1 marks a slot not decoded yet). Its input for slot j comes
-  # from slot j - 1's token alone (`local_next_input`); slot 0's is the temporal state.
   dims = model.local.dims
   cache_shape = (dims.n_layers, b, len(kinds_K), dims.n_kv_heads, dims.head_dim)
   cache = KeyValues(jnp.zeros(cache_shape, model.precision.dtype),
                     jnp.zeros(cache_shape, model.precision.dtype),
-                    jnp.full((b, len(kinds_K)), -1, jnp.int32))
+                    jnp.broadcast_to(jnp.arange(len(kinds_K), dtype=jnp.int32), cache_shape[1:3]))
   positions_KD = model.local_position[...].astype(model.precision.dtype)
-
-  def slot(carry, inputs):
-    text_BK, audio_BAKM, x_BD, cache = carry
-    j, kind, index, is_audio, rng_B = inputs
-    pos_B1 = jnp.full((b, 1), j, jnp.int32)
-    x_B1D = (x_BD + jax.lax.dynamic_index_in_dim(positions_KD, j, keepdims=False))[:, None]
-    y_B1D, new, _ = model.local(x_B1D, pos_B1, model.local_window, cache, unroll=True)
-    h_BD = y_B1D[:, 0]
-    cache = KeyValues(jax.lax.dynamic_update_slice_in_dim(cache.k_BSKH, new.k_BSKH, j, axis=2),
-                      jax.lax.dynamic_update_slice_in_dim(cache.v_BSKH, new.v_BSKH, j, axis=2),
-                      jax.lax.dynamic_update_slice_in_dim(cache.pos_BS, pos_B1, j, axis=1))
-
-    def text_branch(_):
-      logits_BV = model.text_logits(h_BD)
-      ids_B = _sample_text(logits_BV, rng_B, sampling)
-      if forced is not None:
-        ids_B = forced_text[:, index]
-      new_text = jax.lax.dynamic_update_index_in_dim(text_BK, ids_B, index, axis=1)
-      next_x_BD = model.local_next_input(model.text_embed(ids_B), kind)
-      return ((new_text, audio_BAKM, next_x_BD, cache), logits_BV, jnp.zeros((b,), jnp.float32),
-              jnp.zeros((b, k, m), jnp.float32))
-
-    def audio_branch(_):
-      voicing_B = model.voicing_logits(h_BD)
-      noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(rng_B)
-      mel_BKM, bins_BKM = model.sample_audio(h_BD, voicing_B > sampling.voicing_logit, noise_BKM)
-      if forced is not None:
-        bins_BKM = forced_audio[:, index]
-      new_audio = jax.lax.dynamic_update_index_in_dim(audio_BAKM, bins_BKM, index, axis=1)
-      next_x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), kind)
-      return ((text_BK, new_audio, next_x_BD, cache), jnp.zeros((b, vocab), jnp.float32),
-              voicing_B, mel_BKM)
-
-    carry, logits_BV, voicing_B, mel_BKM = jax.lax.cond(is_audio, audio_branch, text_branch, None)
-    return carry, (logits_BV, voicing_B, mel_BKM)
-
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
-  first_x_BD = model.local_from_temporal(hidden_BD)
-  (text_BK, audio_BAKM, _, _), (logits_KBV, voicing_KB, mel_KBFM) = jax.lax.scan(
-      slot, (text_BK, audio_BAKM, first_x_BD, cache),
-      (jnp.arange(len(kinds_K)), jnp.asarray(kinds_K, jnp.int32), jnp.asarray(group_index_K),
-       jnp.asarray(is_audio_K), slot_rngs_KB))
+
+  x_BD = model.local_from_temporal(hidden_BD)
+  text_ids, text_logits, voicing_logits, audio_bins, mels = [], [], [], [], []
+  for j, kind in enumerate(kinds_K):
+    earlier = KeyValues(cache.k_BSKH[:, :, :j], cache.v_BSKH[:, :, :j], cache.pos_BS[:, :j])
+    y_B1D, new, _ = model.local((x_BD + positions_KD[j])[:, None], cache.pos_BS[:, j:j + 1],
+                                model.local_window, earlier, unroll=True)
+    h_BD = y_B1D[:, 0]
+    cache = KeyValues(cache.k_BSKH.at[:, :, j].set(new.k_BSKH[:, :, 0]),
+                      cache.v_BSKH.at[:, :, j].set(new.v_BSKH[:, :, 0]), cache.pos_BS)
+    if kind == SlotKind.AUDIO_OUT:
+      voicing_B = model.voicing_logits(h_BD)
+      noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(
+          slot_rngs_KB[j])
+      mel_BKM, bins_BKM = model.sample_audio(h_BD, voicing_B > sampling.voicing_logit,
+                                             noise_BKM)
+      if forced is not None:
+        bins_BKM = forced["audio_out"][:, len(audio_bins)]
+      voicing_logits.append(voicing_B)
+      mels.append(mel_BKM)
+      audio_bins.append(bins_BKM)
+      x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), kind)
+    else:
+      logits_BV = model.text_logits(h_BD)
+      ids_B = _sample_text(logits_BV, slot_rngs_KB[j], sampling)
+      if forced is not None:
+        ids_B = forced_text[:, len(text_ids)]
+      text_logits.append(logits_BV)
+      text_ids.append(ids_B)
+      x_BD = model.local_next_input(model.text_embed(ids_B), kind)
+
+  k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
+  text_BK = jnp.stack(text_ids, axis=1)
   outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
-             "audio_out": audio_BAKM}
-  logits = {"text_logits": jnp.moveaxis(logits_KBV[~is_audio_K], 0, 1),  # [B, K_text, V]
-            "voicing_logits": jnp.moveaxis(voicing_KB[is_audio_K], 0, 1)}  # [B, K_ao]
-  mel = jnp.moveaxis(mel_KBFM[is_audio_K], 0, 1)  # [B, K_ao, k, M] unit range
-  return outputs, logits, mel
+             "audio_out": jnp.stack(audio_bins, axis=1)}
+  logits = {"text_logits": jnp.stack(text_logits, axis=1),  # [B, K_text, V]
+            "voicing_logits": jnp.stack(voicing_logits, axis=1)}  # [B, K_ao]
+  return outputs, logits, jnp.stack(mels, axis=1)  # mel [B, K_ao, k, M] unit range
 
 
 def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Array],
@@ -276,12 +257,20 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   return state, result
 
 
+def serving_params(model: InteractionModel, params: nnx.State) -> nnx.State:
+  """Parameters (the model's, or trained ones of its shape) as `jit_step`'s `run` takes them:
+  weights in the compute dtype, read at half the bytes in bfloat16 with the same numbers."""
+  return in_compute_dtype(params, model.precision)
+
+
 def jit_step(model: InteractionModel, sampling: Sampling = Sampling(), teacher_forced=False):
-  """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated.
+  """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated,
+  and the model's params as `run` reads them (`serving_params`).
 
   The model is split once into its graph and parameters (cheaper per call than nnx.jit).
   """
   graphdef, params = nnx.split(model)
+  params = serving_params(model, params)
 
   def run(params, state, chunk, forced=None):
     return step(nnx.merge(graphdef, params), state, chunk, sampling, forced)

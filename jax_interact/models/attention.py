@@ -2,9 +2,10 @@
 
 Everything is a function of absolute token positions, so the training forward (a whole window)
 and the streaming step (new tokens against a ring-buffer cache whose slots carry their absolute
-key position, -1 when empty) run the same code: `attention_mask` decides what a query sees,
-`Attention.__call__` takes the query positions and, optionally, cached keys/values with their
-positions, which are attended together with the keys/values of the new tokens.
+key position, -1 when empty) share one mask definition (`window.attention_mask`).
+`Attention.__call__` takes the query positions and either a mask against cached keys/values
+(attended together with the new tokens' own) or, for a whole sequence from position 0, the
+Window alone, which an attention kernel (attention_kernels.py) applies without materialising it.
 """
 
 from __future__ import annotations
@@ -16,30 +17,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_interact import sharding
+from jax_interact.models import attention_kernels
 from jax_interact.models.layers import Precision, param
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-  """What a query may attend to: the last `window_turns` micro-turns plus `sinks` first tokens."""
-
-  turn_len: int
-  window_turns: int
-  sinks: int
-
-
-def attention_mask(q_pos: jax.Array, k_pos: jax.Array, turn_len: int, window_turns: int,
-                   sinks: int) -> jax.Array:
-  """bool [..., Q, K]: may the query at absolute position q_pos see the key at k_pos.
-
-  A key is visible when it exists (k_pos >= 0), is not in the future (k_pos <= q_pos) and either
-  lies in one of the last `window_turns` micro-turns, the query's own included
-  (q_pos // turn_len - k_pos // turn_len < window_turns), or is one of the `sinks` first tokens
-  of the session (k_pos < sinks).
-  """
-  q = q_pos[..., :, None]
-  k = k_pos[..., None, :]
-  in_window = (q // turn_len) - (k // turn_len) < window_turns
-  return (k >= 0) & (k <= q) & (in_window | (k < sinks))
+from jax_interact.models.window import Window, attention_mask
 
 
 def rope(x_BTHD: jax.Array, pos_BT: jax.Array, theta: float) -> jax.Array:
@@ -62,12 +42,6 @@ class KeyValues:
   v_BSKH: jax.Array
   pos_BS: jax.Array  # int32, -1 marks an empty slot
 
-  def extend(self, new: "KeyValues") -> "KeyValues":
-    """These slots followed by `new` along the slot axis."""
-    pairs = zip((self.k_BSKH, self.v_BSKH, self.pos_BS), (new.k_BSKH, new.v_BSKH, new.pos_BS))
-    return KeyValues(*(jnp.concatenate([old, add.astype(old.dtype)], axis=1)
-                       for old, add in pairs))
-
 
 jax.tree_util.register_dataclass(KeyValues, data_fields=["k_BSKH", "v_BSKH", "pos_BS"],
                                  meta_fields=[])
@@ -77,8 +51,10 @@ class Attention(nnx.Module):
   """Multi-head attention with n_kv_heads <= n_heads shared key/value heads (GQA)."""
 
   def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, head_dim: int,
-               rope_theta: float, precision: Precision, *, rngs: nnx.Rngs):
+               rope_theta: float, precision: Precision, *, kernel: str = "auto",
+               rngs: nnx.Rngs):
     self.precision = precision
+    self.kernel = kernel  # of a whole sequence: attention_kernels.KERNELS
     self.n_heads = n_heads
     self.n_kv_heads = n_kv_heads
     self.head_dim = head_dim
@@ -101,12 +77,15 @@ class Attention(nnx.Module):
     names = ("batch", "seq", "kv_heads", "head_dim")
     return KeyValues(sharding.constrain(k_BTKH, names), sharding.constrain(v_BTKH, names), pos_BT)
 
-  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, mask_BTS: jax.Array,
+  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, window: Window,
+               mask_BTS: jax.Array | None = None,
                context: KeyValues | None = None) -> tuple[jax.Array, KeyValues]:
     """Attends the new tokens to the keys of `context` (if any) followed by their own.
 
-    `mask_BTS` is `attention_mask` of pos_BT against those key positions. Returns the output and
-    the new tokens' KeyValues.
+    Without `mask_BTS` the new tokens are a whole sequence at positions 0..T-1 (pos_BT says so)
+    and each sees what `window` allows; otherwise `mask_BTS` is `attention_mask` of pos_BT
+    against the context's key positions then pos_BT. Returns the output and the new tokens'
+    KeyValues.
     """
     dtype = self.precision.dtype
     x_BTD = x_BTD.astype(dtype)
@@ -114,9 +93,13 @@ class Attention(nnx.Module):
     q_BTNH = sharding.constrain(rope(q_BTNH, pos_BT, self.rope_theta),
                                 ("batch", "seq", "heads", "head_dim"))
     new = self.key_values(x_BTD, pos_BT)
-    keys = new if context is None else context.extend(new)
-    # XLA path: logits and softmax in float32, GQA by sharing each kv head over a query group.
-    out_BTNH = jax.nn.dot_product_attention(q_BTNH, keys.k_BSKH.astype(dtype),
-                                            keys.v_BSKH.astype(dtype), mask=mask_BTS[:, None])
+    if mask_BTS is None:
+      out_BTNH = attention_kernels.sequence_attention(q_BTNH, new.k_BSKH, new.v_BSKH, window,
+                                                      self.kernel)
+    else:
+      parts = [(new.k_BSKH, new.v_BSKH)]
+      if context is not None:
+        parts.insert(0, (context.k_BSKH.astype(dtype), context.v_BSKH.astype(dtype)))
+      out_BTNH = attention_kernels.attention_over_parts(q_BTNH, parts, mask_BTS)
     y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.w_o[...].astype(dtype))
     return sharding.constrain(y_BTD, ("batch", "seq", "embed")), new

@@ -46,11 +46,8 @@ class BackgroundModel(nnx.Module):
     Positions default to 0..T-1; with `context` (cached keys/values of earlier tokens) the new
     tokens attend to those first, as in the interaction model's streaming step.
     """
-    b, t = tokens_BT.shape
-    if pos_BT is None:
-      pos_BT = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
     h_BTD, kv, aux_loss = self.transformer(self.text_embed(tokens_BT), pos_BT, CAUSAL, context)
-    return self.text_head(h_BTD).astype(jnp.float32), kv, aux_loss
+    return self.text_head(h_BTD, out_dtype=jnp.float32), kv, aux_loss
 
 
 def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],

@@ -19,18 +19,28 @@ stages (P/4)^2, (P/8)^2 and 1 per video patch; time projection 1. Table lookups 
 kind, position embeddings) count zero FLOPs, as embeddings do in LLM FLOP counts.
 
 A background LM (model.kind "background") counts as LLMs do: 6 x (matmul parameters) plus
-causal attention, 6 * n_layers * n_heads * head_dim * seq_len per token.
+causal attention, 6 * n_layers * n_heads * head_dim * seq_len per token. MoE layers count the
+k routed experts of a token, not the room a capacity factor leaves (model FLOPs, as in MFU).
+
+`train_memory` estimates a train step's device memory (what picks batch, micro-batches and
+remat for a device, and what an out-of-memory error reports): the optimizer state, the
+activations the layers keep for the backward pass under `model.remat`, and the working set the
+backward pass recomputes one layer at a time.
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import ml_collections
 from flax import nnx
 
 from jax_interact.models.attention import attention_mask
 from jax_interact import models
-from jax_interact.models.interaction import local_dims
+from jax_interact.models import attention_kernels
+from jax_interact.models.interaction import local_dims, temporal_dims
+from jax_interact.models.transformer import Dims
 from jax_interact.streams.layout import TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
@@ -137,3 +147,64 @@ def describe(config: ml_collections.ConfigDict) -> str:
       f"{flops * tokens_per_s / 1e9:.2f}G per second of stream",
   ]
   return "\n".join(lines)
+
+
+def _layer_values_per_token(dims: Dims, remat: str) -> tuple[float, float]:
+  """(values a layer keeps per token for the backward pass under `remat`, values its backward
+  recomputes per token): the layer input; with "dots", the matmul outputs too (q, k, v,
+  attention projection, gate, up, down); with "none", norms and products besides."""
+  d, qh, kvh = dims.d_model, dims.n_heads * dims.head_dim, dims.n_kv_heads * dims.head_dim
+  ff = dims.d_ff * (dims.experts_per_token * max(dims.expert_capacity, 1.0)
+                    if dims.num_experts else 1)
+  everything = 7 * d + 2 * qh + 2 * kvh + 3 * ff
+  kept = {"full": d, "dots": 3 * d + qh + 2 * kvh + 2 * ff, "none": everything}[remat]
+  return kept, everything
+
+
+def train_memory(config: ml_collections.ConfigDict, devices: int) -> dict[str, float]:
+  """Estimated bytes per device of one train step on `devices` devices with config.mesh:
+  {state, activations, total}. State: parameters, gradients and two AdamW moments, split over
+  the mesh axes other than `data`. Activations: of one micro-batch (data.batch_size /
+  train.grad_accum windows split over the batch axes): what every layer keeps, one layer's
+  recomputed working set (with the attention logits when the kernel materialises them), the
+  video stem's stages, the local decoder and the text logits."""
+  m, mesh = config.model, config.mesh
+  sizes = {axis: mesh.get(axis, 1) for axis in ("data", "fsdp", "expert", "tensor")}
+  known = int(np.prod([n for n in sizes.values() if n != -1]))
+  sizes = {axis: devices // known if n == -1 else n for axis, n in sizes.items()}
+  param_bytes = jnp.dtype(m.param_dtype).itemsize
+  state = 4 * param_count(config) * param_bytes * sizes["data"] / devices
+
+  act = jnp.dtype(m.dtype).itemsize
+  windows = config.data.batch_size / config.train.grad_accum / (
+      sizes["data"] * sizes["fsdp"] * sizes["expert"])
+  kept, everything = _layer_values_per_token(temporal_dims(m), m.remat)
+  kernel = attention_kernels.choose(m.attention, m.dtype)
+  if m.kind == "background":
+    tokens = windows * config.data.seq_len
+    keys = config.data.seq_len if kernel == "xla" else config.data.seq_len / 2
+    heads = tokens * m.vocab_size * 4 * 3  # float32 logits, log-softmax, gradient
+  else:
+    layout = Layout.from_config(config.stream)
+    turns = windows * config.data.window
+    tokens = turns * layout.turn_len
+    keys = (config.data.window * layout.turn_len if kernel == "xla"
+            else _visible_keys_per_turn(config, layout) / layout.turn_len)
+    patch, width = config.stream.patch, max(m.d_model // 4, 16)
+    stem_values = ((patch // 4) ** 2 + (patch // 8) ** 2) * width * 3  # linear, norm, gelu
+    local = local_dims(m)
+    local_kept, local_everything = _layer_values_per_token(local, m.remat)
+    text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+    heads = (turns * layout.count(SlotKind.VIDEO) * stem_values * act +
+             (local_kept * local.n_layers + local_everything) * turns * layout.output_len * act +
+             turns * text_slots * m.vocab_size * 4 * 3)
+  activations = (kept * m.n_layers + everything) * tokens * act + heads
+  if kernel in ("xla", "blocked"):  # one layer's float32 logits and softmax, all keys or seen
+    activations += tokens * m.n_heads * keys * 4 * 2
+  return {"state": state, "activations": activations, "total": state + activations}
+
+
+def device_memory_bytes(device: jax.Device) -> int | None:
+  """Bytes of memory the device offers, or None where it does not say (CPU)."""
+  stats = device.memory_stats() or {}
+  return stats.get("bytes_limit")

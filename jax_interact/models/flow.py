@@ -58,7 +58,7 @@ class FlowHead(nnx.Module):
     x = x_NFM.reshape(*lead, self.frames * self.n_mels)
     h = jax.nn.silu(self.in_x(x) + self.in_t(_flow_time_features(t_N)) + self.in_cond(cond_NC))
     h = jax.nn.silu(self.hidden(h))
-    return self.out(h).astype(jnp.float32).reshape(x_NFM.shape)
+    return self.out(h, out_dtype=jnp.float32).reshape(x_NFM.shape)
 
   def loss(self, cond_NC: jax.Array, target_bins_NFM: jax.Array, n_bins: int,
            rng: jax.Array) -> jax.Array:

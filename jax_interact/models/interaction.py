@@ -38,7 +38,8 @@ def temporal_dims(model_config) -> Dims:
   return Dims(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
               n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
               num_experts=m.num_experts, experts_per_token=m.experts_per_token,
-              rope_theta=m.rope_theta)
+              expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
+              attention=m.attention)
 
 
 def local_dims(model_config) -> Dims:
@@ -48,7 +49,7 @@ def local_dims(model_config) -> Dims:
                       f"model.local_d_model={m.local_d_model}")
   return Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
               n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
-              d_ff=m.local_d_ff, rope_theta=m.rope_theta)
+              d_ff=m.local_d_ff, rope_theta=m.rope_theta, attention=m.attention)
 
 
 class InteractionModel(nnx.Module):
@@ -157,9 +158,7 @@ class InteractionModel(nnx.Module):
     `outputs_BKD`: embeddings of the output slots (`embed_output_segment`). Causal: row j uses
     only slots < j, so it is what a slot-by-slot decoder computes for slot j.
     """
-    b, k = outputs_BKD.shape[:2]
-    pos_BK = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (b, k))
-    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), pos_BK, self.local_window)
+    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), None, self.local_window)
     return y_BKD
 
   def local_inputs(self, hidden_BD: jax.Array, outputs_BKD: jax.Array) -> jax.Array:
@@ -178,12 +177,12 @@ class InteractionModel(nnx.Module):
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
-    return self.text_head(local_hidden).astype(jnp.float32)
+    return self.text_head(local_hidden, out_dtype=jnp.float32)
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
     voiced (`streams.dmel.voiced` of its target)."""
-    return self.voicing_head(local_hidden)[..., 0].astype(jnp.float32)
+    return self.voicing_head(local_hidden, out_dtype=jnp.float32)[..., 0]
 
   def sample_audio(self, local_hidden: jax.Array, voiced: jax.Array,
                    noise: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -212,8 +211,7 @@ class InteractionModel(nnx.Module):
     layout = self.layout
     x_BNLD = self.embed_turns(batch)
     b, n, l, d = x_BNLD.shape
-    pos_BT = jnp.broadcast_to(jnp.arange(n * l, dtype=jnp.int32), (b, n * l))
-    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), pos_BT, self.window)
+    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), None, self.window)
     last_BND = h_BTD.reshape(b, n, l, d)[:, :, layout.last_input]
     outputs_BNKD = x_BNLD[:, :, layout.input_len:]
     local_hidden = self.local_decode(last_BND.reshape(b * n, d),

@@ -1,8 +1,9 @@
-"""Building blocks with logical axis names: dense weights, RMSNorm, SwiGLU and top-k MoE MLPs.
+"""Building blocks with logical axis names: dense weights, RMSNorm and the SwiGLU MLP.
 
 Every parameter is an `nnx.Param` whose `out_sharding` holds logical names (jax_interact.sharding
 maps them to mesh axes). Weights are stored in `param_dtype` and cast to the compute `dtype`
-where they are used; norms and the router softmax run in float32.
+where they are used; norms and the router run in float32 (their parameters carry
+`FLOAT32_USE`), and so do the logits a loss or a sampler reads (`Dense(..., out_dtype=...)`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_interact import sharding
+
+
+# Metadata of parameters read in float32 whatever the compute dtype.
+FLOAT32_USE = "used_in_float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,17 +45,34 @@ def placement():
 
 
 def param(rngs: nnx.Rngs, shape: Sequence[int], names: Sequence[str | None], precision: Precision,
-          *, fan_in: int | None = None, std: float | None = None) -> nnx.Param:
-  """A normal-initialised parameter (std 1/sqrt(fan_in) unless `std` is given)."""
+          *, fan_in: int | None = None, std: float | None = None,
+          float32_use: bool = False) -> nnx.Param:
+  """A normal-initialised parameter (std 1/sqrt(fan_in) unless `std` is given); `float32_use`
+  marks one the model reads in float32 (FLOAT32_USE)."""
   if std is None:
     std = 1.0 / math.sqrt(fan_in if fan_in is not None else shape[0])
   value = std * jax.random.normal(rngs.params(), tuple(shape), jnp.float32)
-  return nnx.Param(value.astype(precision.param_dtype), out_sharding=tuple(names))
+  metadata = {FLOAT32_USE: True} if float32_use else {}
+  return nnx.Param(value.astype(precision.param_dtype), out_sharding=tuple(names), **metadata)
 
 
 def zeros_param(shape: Sequence[int], names: Sequence[str | None],
                 precision: Precision) -> nnx.Param:
   return nnx.Param(jnp.zeros(tuple(shape), precision.param_dtype), out_sharding=tuple(names))
+
+
+def in_compute_dtype(state: nnx.State, precision: Precision) -> nnx.State:
+  """`state` with the floating parameters that the model casts to the compute dtype where it
+  reads them stored in that dtype already (those marked FLOAT32_USE stay as they are): the same
+  numbers, and a decode step reads bfloat16 weights, half the bytes of float32 storage."""
+
+  def cast(variable):
+    if (not isinstance(variable, nnx.Param) or variable.get_metadata().get(FLOAT32_USE)
+        or not jnp.issubdtype(variable.dtype, jnp.floating)):
+      return variable
+    return variable.replace(variable[...].astype(precision.dtype))
+
+  return jax.tree.map(cast, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 class Dense(nnx.Module):
@@ -62,10 +84,11 @@ class Dense(nnx.Module):
     self.w = param(rngs, (d_in, d_out), names, precision)
     self.b = zeros_param((d_out,), names[1:], precision) if use_bias else None
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, out_dtype: jnp.dtype | None = None) -> jax.Array:
+    """In the compute dtype, or accumulated and returned in `out_dtype` (float32 logits)."""
     dtype = self.precision.dtype
-    y = jnp.matmul(x.astype(dtype), self.w[...].astype(dtype))
-    return y + self.b[...].astype(dtype) if self.b is not None else y
+    y = jnp.matmul(x.astype(dtype), self.w[...].astype(dtype), preferred_element_type=out_dtype)
+    return y + self.b[...].astype(y.dtype) if self.b is not None else y
 
 
 class RMSNorm(nnx.Module):
@@ -74,7 +97,8 @@ class RMSNorm(nnx.Module):
   def __init__(self, dim: int, precision: Precision, *, name: str = "embed", eps: float = 1e-6):
     self.precision = precision
     self.eps = eps
-    self.scale = nnx.Param(jnp.ones((dim,), precision.param_dtype), out_sharding=(name,))
+    self.scale = nnx.Param(jnp.ones((dim,), precision.param_dtype), out_sharding=(name,),
+                           **{FLOAT32_USE: True})
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x32 = x.astype(jnp.float32)
@@ -91,7 +115,8 @@ class SwiGLU(nnx.Module):
     self.w_up = param(rngs, (d_model, d_ff), ("embed", "mlp"), precision)
     self.w_down = param(rngs, (d_ff, d_model), ("mlp", "embed"), precision)
 
-  def __call__(self, x_BTD: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x_BTD: jax.Array, *, dropless: bool = False) -> tuple[jax.Array, jax.Array]:
+    del dropless  # a dense MLP drops nothing (the MoE signature)
     dtype = self.precision.dtype
     x_BTD = x_BTD.astype(dtype)
     gate_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_gate[...].astype(dtype))
@@ -99,55 +124,3 @@ class SwiGLU(nnx.Module):
     h_BTF = sharding.constrain(jax.nn.silu(gate_BTF) * up_BTF, ("batch", "seq", "mlp"))
     y_BTD = jnp.einsum("btf,fd->btd", h_BTF, self.w_down[...].astype(dtype))
     return y_BTD, jnp.zeros((), jnp.float32)
-
-
-class MoE(nnx.Module):
-  """Top-k mixture of SwiGLU experts with dense (all-experts) einsum dispatch.
-
-  The router picks `top_k` experts per token; their softmax weights (renormalised over the
-  chosen k) mix the expert outputs. Every expert is evaluated on every token, which is simple and
-  exact; the FLOP count (counting.py) charges only the k active experts. The auxiliary loss is
-  the Switch-Transformer load-balancing term E * sum_e(fraction routed to e * mean prob of e).
-  """
-
-  def __init__(self, d_model: int, d_ff: int, num_experts: int, top_k: int,
-               precision: Precision, *, rngs: nnx.Rngs):
-    self.precision = precision
-    self.num_experts = num_experts
-    self.top_k = top_k
-    self.router = param(rngs, (d_model, num_experts), ("embed", None), precision)
-    self.w_gate = param(rngs, (num_experts, d_model, d_ff), ("experts", "embed", "mlp"), precision,
-                        fan_in=d_model)
-    self.w_up = param(rngs, (num_experts, d_model, d_ff), ("experts", "embed", "mlp"), precision,
-                      fan_in=d_model)
-    self.w_down = param(rngs, (num_experts, d_ff, d_model), ("experts", "mlp", "embed"), precision,
-                        fan_in=d_ff)
-
-  def __call__(self, x_BTD: jax.Array) -> tuple[jax.Array, jax.Array]:
-    dtype = self.precision.dtype
-    x_BTD = x_BTD.astype(dtype)
-    logits_BTE = jnp.einsum("btd,de->bte", x_BTD.astype(jnp.float32),
-                            self.router[...].astype(jnp.float32))
-    probs_BTE = jax.nn.softmax(logits_BTE, axis=-1)
-    top_probs_BTK, top_ids_BTK = jax.lax.top_k(probs_BTE, self.top_k)
-    top_probs_BTK = top_probs_BTK / jnp.sum(top_probs_BTK, axis=-1, keepdims=True)
-    chosen_BTKE = jax.nn.one_hot(top_ids_BTK, self.num_experts, dtype=jnp.float32)
-    weights_BTE = jnp.einsum("btk,btke->bte", top_probs_BTK, chosen_BTKE)
-
-    gate_BTEF = jnp.einsum("btd,edf->btef", x_BTD, self.w_gate[...].astype(dtype))
-    up_BTEF = jnp.einsum("btd,edf->btef", x_BTD, self.w_up[...].astype(dtype))
-    h_BTEF = jax.nn.silu(gate_BTEF) * up_BTEF * weights_BTE[..., None].astype(dtype)
-    y_BTD = jnp.einsum("btef,efd->btd", h_BTEF, self.w_down[...].astype(dtype))
-
-    routed_fraction_E = jnp.mean(jnp.sum(chosen_BTKE, axis=2), axis=(0, 1)) / self.top_k
-    mean_prob_E = jnp.mean(probs_BTE, axis=(0, 1))
-    aux_loss = self.num_experts * jnp.sum(routed_fraction_E * mean_prob_E)
-    return y_BTD, aux_loss
-
-
-def make_mlp(d_model: int, d_ff: int, num_experts: int, top_k: int, precision: Precision, *,
-             rngs: nnx.Rngs) -> SwiGLU | MoE:
-  """The MLP of a transformer block: dense SwiGLU, or MoE when `num_experts > 0`."""
-  if num_experts > 0:
-    return MoE(d_model, d_ff, num_experts, top_k, precision, rngs=rngs)
-  return SwiGLU(d_model, d_ff, precision, rngs=rngs)

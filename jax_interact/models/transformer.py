@@ -15,7 +15,8 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.models.attention import Attention, KeyValues, Window, attention_mask
-from jax_interact.models.layers import Precision, RMSNorm, make_mlp
+from jax_interact.models.layers import Precision, RMSNorm, SwiGLU
+from jax_interact.models.moe import MoE
 
 _REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -33,9 +34,11 @@ class Dims:
   n_kv_heads: int
   head_dim: int
   d_ff: int
-  num_experts: int = 0
+  num_experts: int = 0  # 0: dense SwiGLU MLPs
   experts_per_token: int = 1
+  expert_capacity: float = 0.0  # MoE capacity factor, 0: dropless (moe.py)
   rope_theta: float = 10000.0
+  attention: str = "auto"  # kernel of whole-sequence attention (attention_kernels.KERNELS)
 
 
 class Block(nnx.Module):
@@ -44,16 +47,20 @@ class Block(nnx.Module):
   def __init__(self, dims: Dims, precision: Precision, *, rngs: nnx.Rngs):
     self.attn_norm = RMSNorm(dims.d_model, precision)
     self.attn = Attention(dims.d_model, dims.n_heads, dims.n_kv_heads, dims.head_dim,
-                          dims.rope_theta, precision, rngs=rngs)
+                          dims.rope_theta, precision, kernel=dims.attention, rngs=rngs)
     self.mlp_norm = RMSNorm(dims.d_model, precision)
-    self.mlp = make_mlp(dims.d_model, dims.d_ff, dims.num_experts, dims.experts_per_token,
-                        precision, rngs=rngs)
+    if dims.num_experts:
+      self.mlp = MoE(dims.d_model, dims.d_ff, dims.num_experts, dims.experts_per_token,
+                     dims.expert_capacity, precision, rngs=rngs)
+    else:
+      self.mlp = SwiGLU(dims.d_model, dims.d_ff, precision, rngs=rngs)
 
-  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, mask_BTS: jax.Array,
+  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, window: Window,
+               mask_BTS: jax.Array | None = None,
                context: KeyValues | None = None) -> tuple[jax.Array, KeyValues, jax.Array]:
-    y_BTD, kv = self.attn(self.attn_norm(x_BTD), pos_BT, mask_BTS, context)
+    y_BTD, kv = self.attn(self.attn_norm(x_BTD), pos_BT, window, mask_BTS, context)
     x_BTD = x_BTD + y_BTD
-    y_BTD, aux_loss = self.mlp(self.mlp_norm(x_BTD))
+    y_BTD, aux_loss = self.mlp(self.mlp_norm(x_BTD), dropless=mask_BTS is not None)
     x_BTD = sharding.constrain(x_BTD + y_BTD, ("batch", "seq", "embed"))
     return x_BTD, kv, aux_loss
 
@@ -76,10 +83,11 @@ class Transformer(nnx.Module):
     self.blocks = make_block(rngs)
     self.final_norm = RMSNorm(dims.d_model, precision)
 
-  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array, window: Window,
+  def __call__(self, x_BTD: jax.Array, pos_BT: jax.Array | None, window: Window,
                context: KeyValues | None = None,
                unroll: bool = False) -> tuple[jax.Array, KeyValues, jax.Array]:
-    """Runs the new tokens `x_BTD` at absolute positions `pos_BT`.
+    """Runs the new tokens `x_BTD` at absolute positions `pos_BT`; None: a whole sequence at
+    0..T-1 (training), whose attention runs the model's kernel without a materialised mask.
 
     `context` holds per-layer cached keys/values (k/v [layers, B, S, kv_heads, head_dim], pos
     [B, S]) that every layer attends to before the new tokens. Returns the normed output, the
@@ -89,15 +97,21 @@ class Transformer(nnx.Module):
     through a dynamic slice of the stacked weights (1.7x faster temporal pass for 7b on an H100).
     """
     graphdef, block_state = nnx.split(self.blocks)
-    keys_pos_BS = pos_BT if context is None else jnp.concatenate([context.pos_BS, pos_BT], axis=1)
-    mask_BTS = attention_mask(pos_BT, keys_pos_BS, window.turn_len, window.window_turns,
-                              window.sinks)
+    if pos_BT is None:
+      b, t = x_BTD.shape[:2]
+      pos_BT = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+      mask_BTS = None
+    else:
+      keys_pos_BS = (pos_BT if context is None
+                     else jnp.concatenate([context.pos_BS, pos_BT], axis=1))
+      mask_BTS = attention_mask(pos_BT, keys_pos_BS, window.turn_len, window.window_turns,
+                                window.sinks)
 
     def layer(x_BTD, layer_inputs):
       state, cached = layer_inputs
       block = nnx.merge(graphdef, state)
       layer_context = None if cached is None else KeyValues(*cached, context.pos_BS)
-      x_BTD, kv, aux_loss = block(x_BTD, pos_BT, mask_BTS, layer_context)
+      x_BTD, kv, aux_loss = block(x_BTD, pos_BT, window, mask_BTS, layer_context)
       return x_BTD, (kv.k_BSKH, kv.v_BSKH, aux_loss)
 
     if self.remat != "none":
