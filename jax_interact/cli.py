@@ -64,6 +64,18 @@ def positive_seconds(text: str) -> float:
   return value
 
 
+def batch_sizes(text: str) -> tuple[int, ...]:
+  """An argparse type: one batch size >= 1, or several comma-separated."""
+  try:
+    sizes = tuple(int(x) for x in text.split(","))
+  except ValueError:
+    sizes = ()
+  if not sizes or min(sizes) < 1:
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected an integer >= 1 or several, "
+                                     "comma-separated (e.g. 1,8,32)")
+  return sizes
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--config", required=True, help="config file, e.g. configs/tiny.py")
 
@@ -164,11 +176,12 @@ def _parser() -> argparse.ArgumentParser:
   _checkpoint_arg(p)
   p.set_defaults(run="jax_interact.evaluation.command:main")
 
-  p = commands.add_parser("demo", help="the main job: generate, train tiny, evaluate, stream, summarise")
+  p = commands.add_parser("demo", help="the main job: generate, train configs/demo.py, evaluate, "
+                          "stream, summarise")
   p.add_argument("--out", default="out/demo")
-  p.add_argument("--episodes", type=count, default=90)
-  p.add_argument("--steps", type=count, default=300)
-  p.add_argument("--eval-episodes", type=count, default=18)
+  p.add_argument("--episodes", type=count, default=300)
+  p.add_argument("--steps", type=count, help="train steps (default: the config's)")
+  p.add_argument("--eval-episodes", type=count, default=30)
   p.set_defaults(run="jax_interact.demo:main")
 
   bench = commands.add_parser("bench", help="benchmarks writing JSON")
@@ -184,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     if name == "train":
       p.add_argument("--steps", type=count, default=10, help="steps timed after the warm-up")
     if name == "decode":
-      p.add_argument("--batch", type=_batch_sizes, default=(1,),
+      p.add_argument("--batch", type=batch_sizes, default=(1,),
                      help="sessions stepped together; several, comma-separated, are timed in "
                      "turn on one model (e.g. 1,8,32,64)")
       p.add_argument("--micro-turns", type=count, default=1000, help="steps timed per batch")
@@ -200,16 +213,6 @@ def _parser() -> argparse.ArgumentParser:
       p.add_argument("--data", help="dataset whose validation episodes the clients stream "
                      "(default: freshly generated synthetic episodes)")
   return parser
-
-
-def _batch_sizes(text: str) -> tuple[int, ...]:
-  try:
-    sizes = tuple(int(x) for x in text.split(","))
-  except ValueError:
-    sizes = ()
-  if not sizes or min(sizes) < 1:
-    raise argparse.ArgumentTypeError(f"got {text!r}, expected positive integers like 1,8,32")
-  return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from flax import nnx
 
 from jax_interact import config as config_lib
 from jax_interact import sharding
-from jax_interact.models import InteractionModel, attention_kernels, loss_fn
+from jax_interact.models import InteractionModel, attention_kernels, loss_for
 from jax_interact.models.window import Window
 from jax_interact.streams.layout import Layout, random_batch
 
@@ -105,6 +105,7 @@ def test_tiny_training_loss_and_gradients_are_those_of_the_dense_kernel():
                          config.stream.dmel_bins, seed=0)
     graphdef, params, rest = nnx.split(InteractionModel(config, rngs=nnx.Rngs(0)), nnx.Param,
                                        ...)
+    loss_fn = loss_for(config)
     loss = lambda p: loss_fn(nnx.merge(graphdef, p, rest), batch, jax.random.key(0))[0]
     results[kernel] = jax.jit(jax.value_and_grad(loss))(params)
   (loss_xla, grads_xla), (loss_auto, grads_auto) = results["xla"], results["auto"]

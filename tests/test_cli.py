@@ -7,7 +7,8 @@ import pytest
 from jax_interact import cli
 
 # type -> a value out of its range
-RANGE_CHECKED = {cli.count: "0", cli.non_negative: "-1", cli.seed: "-1", cli.shard: "2/2"}
+RANGE_CHECKED = {cli.count: "0", cli.non_negative: "-1", cli.seed: "-1", cli.shard: "2/2",
+                 cli.port: "65536", cli.positive_seconds: "0", cli.batch_sizes: "1,0"}
 
 
 def typed_arguments(parser: argparse.ArgumentParser, words=()):

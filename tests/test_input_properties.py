@@ -19,6 +19,7 @@ from data_pipelines.episode import EXAMPLE_KEYS
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
+from jax_interact.inference import session
 from jax_interact.models import InteractionModel
 from test_dataset import tiny_episode, write_tiny_dataset
 from test_trainer import SMALL, TINY
@@ -51,7 +52,8 @@ def one_line(error: InputError) -> None:
 @pytest.fixture(scope="module")
 def engine():
   config = config_lib.load(TINY, [o for o in SMALL if o.startswith(("model.", "stream."))])
-  engine = engine_lib.Engine(InteractionModel(config, rngs=nnx.Rngs(0)), config, batch_size=2)
+  engine = engine_lib.Engine(
+      session.program(InteractionModel(config, rngs=nnx.Rngs(0)), config), batch_size=2)
   engine.add("listener")  # row 0; row 1 stays free
   return engine
 

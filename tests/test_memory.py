@@ -39,7 +39,7 @@ def test_out_of_memory_is_one_line_naming_the_knobs(tmp_path, monkeypatch, capsy
   code = cli.main(["train", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "w"),
                    "--config.model.d_model=32", "--config.model.n_layers=1",
                    "--config.data.batch_size=8", "--config.train.steps=2",
-                   "--config.train.eval_batches=0"])
+                   "--config.train.eval_batches=0", "--config.data.source=random"])
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2
   assert len(err) == 1 and err[0].startswith("error: the train step does not fit"), err
@@ -58,6 +58,6 @@ def test_other_runtime_errors_pass_through(tmp_path, monkeypatch):
   monkeypatch.setattr(trainer.Program, "jit_train_step", broken)
   config = config_lib.load("configs/tiny.py", ["model.d_model=32", "model.n_layers=1",
                                                "data.batch_size=8", "train.steps=2",
-                                               "train.eval_batches=0"])
+                                               "train.eval_batches=0", "data.source=random"])
   with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
     trainer.train(config, tmp_path / "w")

@@ -55,5 +55,5 @@ def test_batch_arrays_are_checked_against_the_batch_shards():
   batch = {"tokens": np.zeros((4, 3), np.int32)}  # 4 windows over 8 batch shards
   with sharding.use(mesh, sharding.rules(config, mesh)):
     with pytest.raises(ConfigError, match=r"batch array 'tokens' \[4, 3\] is 4, which "
-                       r"config.mesh.data \* config.mesh.fsdp=8 does not divide"):
+                       r"config.mesh.data \* config.mesh.fsdp \* config.mesh.expert=8 does not divide"):
       trainer.Program.create(config, mesh).checked_steps(batch)

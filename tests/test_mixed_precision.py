@@ -23,7 +23,7 @@ SMALL = [
     "model.vocab_size=64", "stream.n_mels=8", "stream.video_height=40", "stream.video_width=40",
     "data.window=4", "data.batch_size=8", "train.log_every_steps=1", "train.eval_batches=0",
     "train.warmup_steps=0", "train.lr=3e-3", f"train.steps={STEPS}",
-    f"checkpoint.every_steps={STEPS}", "mesh.data=1",
+    f"checkpoint.every_steps={STEPS}", "mesh.data=1", "data.source=random",
 ]
 # Relative difference allowed between the bfloat16 and float32 loss at every step (seen: 3e-4).
 LOSS_TOLERANCE = 0.01

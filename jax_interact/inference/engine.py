@@ -43,6 +43,8 @@ class Program:
   reset: Callable[[Any, jax.Array, jax.Array], Any]  # (state, rows_B bool, seed int32) -> state
   step: Callable[[Any, Any, dict], tuple[Any, dict]]  # (params, state, inputs) -> (state, out)
   batch_size: int | None = None  # the only batch size it takes (an export), None: any
+  # Other weights of the same model (e.g. a newer training step) as `step` reads them.
+  prepare_params: Callable[[Any], Any] = lambda params: params
 
 
 @dataclasses.dataclass
@@ -87,13 +89,14 @@ class Engine:
     self.dmel_spec = program.dmel_spec
     self.batch_size = batch_size
     self.params, self._step, self._reset = program.params, program.step, program.reset
+    self._prepare_params = program.prepare_params
     self.state = program.init_state(batch_size, seed)
     self.rows: list[_Row | None] = [None] * batch_size
     self._seed = seed
 
   def set_params(self, params) -> None:
     """Serves other weights of the same model (e.g. a newer training step); no recompile."""
-    self.params = session.serving_params(self.model, params)
+    self.params = self._prepare_params(params)
 
   # Rows --------------------------------------------------------------------------------------
 

@@ -287,4 +287,4 @@ def program(model: InteractionModel, config) -> engine.Program:
       init_state=lambda batch, seed: init_state(model, batch, seed),
       reset=jax.jit(lambda state, rows_B, seed: reset(model, state, rows_B, seed),
                     donate_argnums=(0,)),
-      step=run)
+      step=run, prepare_params=lambda trained: serving_params(model, trained))
