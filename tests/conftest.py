@@ -1,7 +1,29 @@
-"""Tests run on CPU with 8 fake devices, so sharded code paths are exercised."""
+"""Tests run on CPU with 8 fake devices, so sharded code paths are exercised.
+
+One persistent JAX compilation cache serves the whole run: both xdist workers, every
+`jax-interact` subprocess and the notebook's kernel compile each program once (the suite is
+compile-bound on CPU). The controller makes it before the workers start; they inherit it.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+_CACHE_OWNER = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _CACHE_OWNER:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax_interact_test_cache.")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+
+def pytest_collection_modifyitems(items):
+  """Tests marked slow start first, so the xdist workers do not wait on one at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_unconfigure(config):
+  if _CACHE_OWNER and not hasattr(config, "workerinput"):
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -9,7 +9,6 @@ import time
 
 import pytest
 from test_trainer import REPO, SMALL, STEPS, TINY, read_metrics
-from test_trainer import compilation_cache, compilation_cache_dir  # noqa: F401 (fixtures)
 
 from jax_interact import cli
 from jax_interact import config as config_lib
@@ -29,14 +28,13 @@ OVERRIDES = SMALL + ["checkpoint.every_steps=2"]
 
 
 @pytest.fixture(scope="module")
-def unbroken(tmp_path_factory, compilation_cache_dir) -> list[dict]:
+def unbroken(tmp_path_factory) -> list[dict]:
   """The metrics of the run the stopped ones must reproduce."""
   workdir = tmp_path_factory.mktemp("unbroken")
   trainer.train(config_lib.load(TINY, OVERRIDES), workdir)
   return read_metrics(workdir)
 
 
-@pytest.mark.usefixtures("compilation_cache")
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
 def test_stopped_run_resumes_bit_for_bit(unbroken, tmp_path, stop):
   workdir = tmp_path / "stopped"
@@ -68,7 +66,6 @@ def test_stopped_run_resumes_bit_for_bit(unbroken, tmp_path, stop):
   assert [row["grad_norm"] for row in rows] == [row["grad_norm"] for row in unbroken]
 
 
-@pytest.mark.usefixtures("compilation_cache")
 def test_an_unreadable_checkpoint_is_named_and_training_resumes_from_the_one_before(tmp_path,
                                                                                    capsys):
   workdir = tmp_path / "w"

@@ -11,7 +11,6 @@ import time
 import pytest
 from test_dataset import write_tiny_dataset
 from test_trainer import REPO, SMALL, TINY, read_metrics
-from test_trainer import compilation_cache, compilation_cache_dir  # noqa: F401 (fixtures)
 
 from jax_interact.training import preemption
 
@@ -80,7 +79,6 @@ def grain_workers(pid: int) -> set[int]:
   return workers
 
 
-@pytest.mark.usefixtures("compilation_cache")
 def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   write_tiny_dataset(tmp_path / "data", 4)
   workdir = tmp_path / "w"

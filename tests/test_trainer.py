@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 
 from jax_interact import cli, trainer
 from jax_interact import config as config_lib
@@ -35,20 +34,6 @@ SMALL = [
 ]
 
 
-@pytest.fixture(scope="session")
-def compilation_cache_dir(tmp_path_factory) -> str:
-  path = str(tmp_path_factory.mktemp("jax_cache"))
-  jax_compilation_cache.set_cache_dir(path)
-  jax_compilation_cache.reset_cache()  # in case this process compiled before without a cache
-  return path
-
-
-@pytest.fixture
-def compilation_cache(compilation_cache_dir, monkeypatch) -> None:
-  """A persistent compilation cache shared by in-process runs and `jax-interact` subprocesses."""
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache_dir)
-
-
 def run_cli(args: list[str]) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", "jax_interact.cli", *args], cwd=REPO,
                         capture_output=True, text=True, check=False)
@@ -58,7 +43,7 @@ def read_metrics(workdir: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.usefixtures("compilation_cache")
+@pytest.mark.slow
 def test_meshes_give_the_losses_of_one_device(tmp_path):
   losses = {}
   for name, mesh, devices in (("one", ["mesh.data=1", "mesh.tensor=1"], jax.devices()[:1]),
@@ -106,7 +91,6 @@ def test_unknown_config_key_exits_2_with_one_line(tmp_path, capsys):
   assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.usefixtures("compilation_cache")
 def test_a_small_dataset_trains_and_evaluates_on_what_its_split_holds(tmp_path, capsys):
   write_tiny_dataset(tmp_path / "data", 3)  # 2 train episodes, 1 validation episode
   config = config_lib.load(TINY, [o for o in SMALL if o != "data.source=random"] + [
@@ -127,7 +111,6 @@ def test_training_needs_a_dataset_or_random_batches_by_name(tmp_path, capsys):
   assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.usefixtures("compilation_cache")
 def test_nan_loss_exits_2_and_keeps_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "w"
   base = ["train", "--config", TINY, "--workdir", str(workdir), *(f"--config.{o}" for o in SMALL),

@@ -13,7 +13,6 @@ train step time is an estimate (model FLOPs at an assumed sustained rate, `"esti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -23,11 +22,8 @@ from typing import Any
 
 import ml_collections
 
-from data_pipelines import dataset
-from data_pipelines import features
-from data_pipelines import generate
-from data_pipelines import grain_pipeline
-from data_pipelines import synthetic
+from data_pipelines import dataset, features, generate, grain_pipeline, synthetic
+from jax_interact import bench
 from jax_interact import config as config_lib
 from jax_interact.models import counting
 from jax_interact.streams.layout import Layout
@@ -130,11 +126,7 @@ def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = run(config, args.config)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(f".{out.name}.tmp")
-  tmp.write_text(json.dumps(result, indent=1))
-  os.replace(tmp, out)
+  bench.write_result(result, args.out)
   g = result["generation"]
   print(f"generation: {g['episodes']} episodes, {g['audio_s']} s of audio in {g['wall_s']} s "
         f"({g['audio_s_per_wall_s']} audio s/s, {g['workers']} processes)")
@@ -148,5 +140,5 @@ def main(args: argparse.Namespace) -> int:
   t = result["train_step"]
   print(f"train step (estimated {t['step_s']} s) consumes {t['windows_per_s']} windows/s; "
         f"pipeline/train = {result['pipeline_to_train_ratio']}")
-  print(f"wrote {out}")
+  print(f"wrote {args.out}")
   return 0

@@ -11,8 +11,6 @@ the training forward.
 
 from __future__ import annotations
 
-import json
-import pathlib
 import resource
 import tempfile
 import time
@@ -22,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_interact import bench
 from jax_interact import config as config_lib
 from jax_interact.background import orchestrator as orchestrator_lib
 from jax_interact.background import workers
@@ -190,11 +189,6 @@ def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = run(config, args.batch, args.micro_turns, args.agreement_turns,
                getattr(args, "background", None), getattr(args, "delegate_every", 25))
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(out.suffix + ".tmp")
-  tmp.write_text(json.dumps(result, indent=2))
-  tmp.replace(out)
-  for key, value in result["headline"].items():
-    print(f"{key:>34}: {value}")
+  bench.write_result(result, args.out)
+  bench.print_headline(result)
   return 0

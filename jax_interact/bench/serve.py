@@ -28,6 +28,7 @@ import aiohttp
 import numpy as np
 from flax import nnx
 
+from jax_interact import bench
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import session
@@ -214,11 +215,6 @@ def main(args) -> int:
                      "garbage_errors")}})
   result["headline"] = {key: float(f"{result[key]:.4g}") if isinstance(result[key], float)
                         else result[key] for key in HEADLINE}
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(out.suffix + ".tmp")
-  tmp.write_text(json.dumps(result, indent=2))
-  tmp.replace(out)
-  for key, value in result["headline"].items():
-    print(f"{key:>24}: {value}")
+  bench.write_result(result, args.out)
+  bench.print_headline(result)
   return 0

@@ -11,8 +11,6 @@ and size. A step that does not fit writes the one-line OutOfMemory advice as the
 
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
 import time
 
@@ -20,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_interact import bench, sharding, trainer
 from jax_interact import config as config_lib
-from jax_interact import sharding, trainer
 from jax_interact.models import attention_kernels, counting
 from jax_interact.training import metrics as metrics_lib
 
@@ -115,14 +113,9 @@ def main(args) -> int:
   except trainer.OutOfMemory as e:
     result = {"benchmark": "train", "config": config.name, "error": str(e),
               "headline": {"result": "out of memory"}}
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_text(json.dumps(result, indent=2) + "\n")
-  tmp.replace(out)
+  bench.write_result(result, args.out)
   if "error" in result:
     print(f"error: {result['error']}", file=sys.stderr)
     return 2
-  for key, value in result["headline"].items():
-    print(f"{key:>20}: {value}")
+  bench.print_headline(result)
   return 0
