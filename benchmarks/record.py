@@ -48,10 +48,14 @@ def row(result: dict[str, Any], command: str, machine: str, date: str, note: str
 
 
 def append(table: pathlib.Path, line: str) -> None:
-  """Rewrites the table with the new line through a temporary file (never half-written)."""
-  text = table.read_text() if table.is_file() else HEADER
+  """Adds `line` after the last row of the file's first table (the record; sections of prose
+  may follow it), rewriting the file through a temporary one (never half-written)."""
+  lines = (table.read_text() if table.is_file() else HEADER).splitlines(keepends=True)
+  end = next(i for i, row in enumerate(lines) if row.startswith("| date |"))
+  while end < len(lines) and lines[end].startswith("|"):
+    end += 1
   tmp = table.with_name(f".{table.name}.tmp")
-  tmp.write_text(text + line)
+  tmp.write_text("".join(lines[:end]) + line + "".join(lines[end:]))
   os.replace(tmp, table)
 
 

@@ -4,7 +4,8 @@
 and two wide attention heads, which halves a step's time on CPU, and with the settings the
 ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
 (its sampled mel carries no information its voicing decision lacks, and drifts), `<sil>`
-targets weighted 0.3. `jax-interact demo` runs it on three families whose timing it learns
+targets weighted 0.3, and a fifth of the fed-back words replaced by random ones in training
+(`train.feedback_noise`), so that its own words at inference do not lock it into talking. `jax-interact demo` runs it on three families whose timing it learns
 first (turn_taking, pause_handling, interruption):
 
   jax-interact data generate --out out/demo/data --episodes 300 --seed 0 \
@@ -30,6 +31,7 @@ def get_config():
   c.model.head_dim = 64
   c.model.audio_feedback = "voicing"
   c.loss.silence_weight = 0.3
+  c.train.feedback_noise = 0.2
   c.train.steps = 1500
   c.train.warmup_steps = 100
   c.train.log_every_steps = 50
