@@ -1,12 +1,13 @@
-"""demo: the model of `make demo`, which learns to take turns within minutes on 2 CPU cores.
+"""demo: the model of `make demo`, which learns some turn-taking in minutes on 2 CPU cores.
 
 `tiny` with a smaller micro-turn (10 mel frames per audio token, 40x40 video, fewer text slots)
 and two wide attention heads, which halves a step's time on CPU, and with the settings the
 ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
 (its sampled mel carries no information its voicing decision lacks, and drifts), `<sil>`
 targets weighted 0.3, and a fifth of the fed-back words replaced by random ones in training
-(`train.feedback_noise`), so that its own words at inference do not lock it into talking. `jax-interact demo` runs it on three families whose timing it learns
-first (turn_taking, pause_handling, interruption):
+(`train.feedback_noise`; it made the model stop after every barge-in, trial t3).
+`jax-interact demo` runs it on three families whose timing it learns first (turn_taking,
+pause_handling, interruption); it beats both baselines on two of them (docs/BENCHMARKS.md):
 
   jax-interact data generate --out out/demo/data --episodes 300 --seed 0 \
       --tasks turn_taking,pause_handling,interruption
