@@ -9,8 +9,11 @@ import os
 import shutil
 import tempfile
 
+# The suite is compile-bound on CPU: LLVM optimization level 0 compiles about 40% faster
+# (tests/test_trainer.py's mesh test 71 s -> 42 s alone) and the tiny programs run as fast.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+                           " --xla_force_host_platform_device_count=8"
+                           " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 _CACHE_OWNER = "JAX_COMPILATION_CACHE_DIR" not in os.environ
