@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from jax_interact import atomic
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -65,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             "headline": headline}
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_text(json.dumps(result, indent=2) + "\n")
-  tmp.replace(out)
+  atomic.write_json(out, result)
   return 0
 
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import operator
-import os
 import pathlib
 import sys
 import time
 
-from jax_interact import cli
+from jax_interact import atomic, cli
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_once, stage
 from jax_interact.evaluation.report import beats
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
   trained = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
   result = summarize(json.loads((eval_dir / "report.json").read_text()), times, trained)
-  tmp = out / ".recipe.json.tmp"
-  tmp.write_text(json.dumps(result, indent=1))
-  os.replace(tmp, out / "recipe.json")
+  atomic.write_json(out / "recipe.json", result)
 
   print(f"\n{'target':<30} {'bar':>7} {'model':>7} {'silent':>7} {'turn_based':>10}  met")
   for r in result["targets"]:

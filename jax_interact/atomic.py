@@ -1,8 +1,9 @@
-"""Output folders that appear whole or not at all."""
+"""Output files and folders that appear whole or not at all."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -33,3 +34,13 @@ def directory(out: str | os.PathLike) -> Iterator[pathlib.Path]:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+def write_json(path: str | os.PathLike, value) -> None:
+  """Writes `value` as indented JSON to `path` through a temporary file beside it, so a reader
+  sees the old file or the new one, never half of one."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text(json.dumps(value, indent=2) + "\n")
+  os.replace(tmp, path)

@@ -67,13 +67,10 @@ def positive_seconds(text: str) -> float:
 def batch_sizes(text: str) -> tuple[int, ...]:
   """An argparse type: one batch size >= 1, or several comma-separated."""
   try:
-    sizes = tuple(int(x) for x in text.split(","))
-  except ValueError:
-    sizes = ()
-  if not sizes or min(sizes) < 1:
+    return tuple(count(size) for size in text.split(","))
+  except argparse.ArgumentTypeError:
     raise argparse.ArgumentTypeError(f"got {text!r}, expected an integer >= 1 or several, "
-                                     "comma-separated (e.g. 1,8,32)")
-  return sizes
+                                     "comma-separated (e.g. 1,8,32)") from None
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
-import json
 import math
 import os
 import pathlib
@@ -31,8 +30,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_interact import atomic, models, sharding
 from jax_interact import config as config_lib
-from jax_interact import models, sharding
 from jax_interact.models import counting
 from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import Layout, random_batch
@@ -272,12 +271,6 @@ def check_batch_divides(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
                                  f"{divisor}")
 
 
-def _write_json_atomic(path: pathlib.Path, value) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2) + "\n")
-  os.replace(tmp, path)
-
-
 def _keep_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   """Copies the dataset's tokenizer into the workdir, so a trained run serves on its own."""
   if not config.data.dir:
@@ -327,7 +320,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     checkpoints = checkpointing.Checkpoints(workdir, config.checkpoint)
     start, state, opt_state = _resume(program, checkpoints, data_iterator)
     if is_primary:
-      _write_json_atomic(workdir / "config.json", config.to_dict())
+      atomic.write_json(workdir / "config.json", config.to_dict())
       _keep_tokenizer(config, workdir)
       print(_describe(config, mesh))
       print(f"resuming from step {start}" if start else f"starting in {workdir}", flush=True)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jax_interact.models.attention import KeyValues, Window, attention_mask
+from jax_interact.models.attention import KeyValues
 from jax_interact.models.layers import Precision
 from jax_interact.models.transformer import Dims, Transformer
+from jax_interact.models.window import Window, attention_mask
 
 
 def _mask_by_loops(q_pos, k_pos, turn_len, window_turns, sinks):

@@ -4,19 +4,6 @@ Every benchmark JSON carries "benchmark" (its name), "config" and a flat "headli
 numbers worth tracking; benchmarks/record.py appends those to docs/BENCHMARKS.md.
 """
 
-import json
-import os
-import pathlib
-
-
-def write_result(result: dict, out: str | os.PathLike) -> None:
-  """Writes a benchmark's JSON to `out` atomically (a reader never sees half of it)."""
-  out = pathlib.Path(out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(f".{out.name}.tmp")
-  tmp.write_text(json.dumps(result, indent=2) + "\n")
-  tmp.replace(out)
-
 
 def print_headline(result: dict) -> None:
   width = max(map(len, result["headline"]), default=0)

@@ -23,7 +23,7 @@ from typing import Any
 import ml_collections
 
 from data_pipelines import dataset, features, generate, grain_pipeline, synthetic
-from jax_interact import bench
+from jax_interact import atomic
 from jax_interact import config as config_lib
 from jax_interact.models import counting
 from jax_interact.streams.layout import Layout
@@ -126,7 +126,7 @@ def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = run(config, args.config)
-  bench.write_result(result, args.out)
+  atomic.write_json(args.out, result)
   g = result["generation"]
   print(f"generation: {g['episodes']} episodes, {g['audio_s']} s of audio in {g['wall_s']} s "
         f"({g['audio_s_per_wall_s']} audio s/s, {g['workers']} processes)")

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_interact import bench
+from jax_interact import atomic, bench
 from jax_interact import config as config_lib
 from jax_interact.background import orchestrator as orchestrator_lib
 from jax_interact.background import workers
@@ -189,6 +189,6 @@ def main(args) -> int:
   config = config_lib.load(args.config, args.overrides)
   result = run(config, args.batch, args.micro_turns, args.agreement_turns,
                getattr(args, "background", None), getattr(args, "delegate_every", 25))
-  bench.write_result(result, args.out)
+  atomic.write_json(args.out, result)
   bench.print_headline(result)
   return 0

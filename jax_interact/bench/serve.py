@@ -28,7 +28,7 @@ import aiohttp
 import numpy as np
 from flax import nnx
 
-from jax_interact import bench
+from jax_interact import atomic, bench
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import session
@@ -215,6 +215,6 @@ def main(args) -> int:
                      "garbage_errors")}})
   result["headline"] = {key: float(f"{result[key]:.4g}") if isinstance(result[key], float)
                         else result[key] for key in HEADLINE}
-  bench.write_result(result, args.out)
+  atomic.write_json(args.out, result)
   bench.print_headline(result)
   return 0

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_interact import bench, sharding, trainer
+from jax_interact import atomic, bench, sharding, trainer
 from jax_interact import config as config_lib
 from jax_interact.models import attention_kernels, counting
 from jax_interact.training import metrics as metrics_lib
@@ -113,7 +113,7 @@ def main(args) -> int:
   except trainer.OutOfMemory as e:
     result = {"benchmark": "train", "config": config.name, "error": str(e),
               "headline": {"result": "out of memory"}}
-  bench.write_result(result, args.out)
+  atomic.write_json(args.out, result)
   if "error" in result:
     print(f"error: {result['error']}", file=sys.stderr)
     return 2

@@ -99,17 +99,17 @@ class TeacherForced:
 
   def __call__(self, params, windows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(starts a word, speaks) bool [B, N] each, for a batch of windows
-    (data_pipelines.featurize format, [B, N, ...])."""
+    (data_pipelines.featurize format, [B, N, ...]); `params` as the engine serves them
+    (`session.serving_params`)."""
     layout = self.model.layout
     batch, n = windows["turn"].shape
     state = session.init_state(self.model, batch, seed=0)
-    serving = session.serving_params(self.model, params)
     first_text = layout.count(SlotKind.USER_TRANSCRIPT)
     starts_TB, voiced_TB = [], []
     for t in range(n):
       chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
       forced = {k: jnp.asarray(windows[k][:, t]) for k in session.OUTPUT_KEYS}
-      state, out = self._step(serving, state, chunk, forced)
+      state, out = self._step(params, state, chunk, forced)
       out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
       first_word = session.greedy_text(out["text_logits"][:, first_text],
                                        self.sampling.silence_threshold)

@@ -19,7 +19,7 @@ from flax import nnx
 from jax_interact import sharding
 from jax_interact.models import attention_kernels
 from jax_interact.models.layers import Precision, param
-from jax_interact.models.window import Window, attention_mask
+from jax_interact.models.window import Window
 
 
 def rope(x_BTHD: jax.Array, pos_BT: jax.Array, theta: float) -> jax.Array:

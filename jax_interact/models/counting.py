@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 from flax import nnx
 
-from jax_interact.models.attention import attention_mask
 from jax_interact import models
 from jax_interact.models import attention_kernels
 from jax_interact.models.interaction import local_dims, temporal_dims
 from jax_interact.models.transformer import Dims
+from jax_interact.models.window import attention_mask
 from jax_interact.streams.layout import TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 

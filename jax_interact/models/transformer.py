@@ -14,9 +14,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_interact import sharding
-from jax_interact.models.attention import Attention, KeyValues, Window, attention_mask
+from jax_interact.models.attention import Attention, KeyValues
 from jax_interact.models.layers import Precision, RMSNorm, SwiGLU
 from jax_interact.models.moe import MoE
+from jax_interact.models.window import Window, attention_mask
 
 _REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
