@@ -22,11 +22,6 @@ if _CACHE_OWNER:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 
-def pytest_collection_modifyitems(items):
-  """Tests marked slow start first, so the xdist workers do not wait on one at the end."""
-  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_unconfigure(config):
   if _CACHE_OWNER and not hasattr(config, "workerinput"):
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

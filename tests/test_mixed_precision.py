@@ -35,7 +35,6 @@ def test_accelerator_configs_compute_in_bfloat16_and_keep_float32_parameters(nam
   assert (model.dtype, model.param_dtype) == ("bfloat16", "float32")
 
 
-@pytest.mark.slow
 def test_bfloat16_loss_tracks_float32_over_a_short_run(tmp_path):
   losses = {}
   for dtype in ("float32", "bfloat16"):

@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from test_preemption import descendants
 from test_trainer import REPO, SMALL, TINY, read_metrics
 
@@ -27,7 +25,6 @@ def process_with_id(launcher: int, process_id: int) -> int:
   raise AssertionError(f"no process {process_id} below {launcher}")
 
 
-@pytest.mark.slow
 def test_two_processes_train_agree_on_a_preemption_step_and_resume_bit_for_bit(tmp_path):
   # No persistent compilation cache: only process 0 writes it, so the processes would mix cached
   # and freshly compiled executables (a run doing that stalled once here, cause not established).

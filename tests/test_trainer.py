@@ -43,7 +43,6 @@ def read_metrics(workdir: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_meshes_give_the_losses_of_one_device(tmp_path):
   losses = {}
   for name, mesh, devices in (("one", ["mesh.data=1", "mesh.tensor=1"], jax.devices()[:1]),
