@@ -126,6 +126,10 @@ def defaults() -> ml_collections.ConfigDict:
   # replaced by a random word in training, targets unchanged: streaming feeds back the model's
   # own, imperfect tokens, and this teaches it not to depend on them being right.
   c.train.feedback_noise = 0.0
+  # Probability that a fed-back text token is replaced by the model's own decision for it, from
+  # a teacher-forced pass without gradient (parallel scheduled sampling; one more forward per
+  # step): it learns to fall silent after its own, imperfect words, as it must when streaming.
+  c.train.own_feedback = 0.0
   c.train.log_every_steps = 10
   c.train.eval_every_steps = 500
   c.train.eval_batches = 4
@@ -237,6 +241,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "train.clip_norm": _positive,
     "train.grad_accum": _positive,
     "train.feedback_noise": lambda x: 0 <= x <= 1,
+    "train.own_feedback": lambda x: 0 <= x <= 1,
     "train.log_every_steps": _positive,
     "train.eval_every_steps": _positive,
     "train.eval_batches": _non_negative,

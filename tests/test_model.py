@@ -13,7 +13,7 @@ from jax_interact import config as config_lib
 from jax_interact import sharding
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
-from jax_interact.models import InteractionModel, counting, loss_fn, losses
+from jax_interact.models import InteractionModel, counting, decisions, loss_fn, losses
 from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind,
                                          random_batch)
@@ -222,3 +222,28 @@ def test_feedback_noise_replaces_only_fed_back_words():
   assert np.all(np.asarray(noisy["user_transcript"])[changed] >= len(SPECIAL_PIECES))
   same = losses.with_feedback_noise(batch, jax.random.key(0), 0.0, vocab_size=64)
   np.testing.assert_array_equal(same["text_out"], batch["text_out"])
+
+
+def test_own_predictions_feed_back_the_models_decisions(setup):
+  """With probability 1 every fed-back text token is the sampler's greedy decision from the
+  teacher-forced logits (the transcript group first, then the model's text, as the logits are
+  laid out); other groups are untouched; with probability 0 the batch is unchanged."""
+  config, layout, model, _ = setup
+  batch = jax.tree.map(jnp.asarray, _batch(config, layout, seed=3))
+  threshold = config.sample.silence_threshold
+  own = _jit_method(model, "__call__")(batch)["text_logits"]
+  expected = decisions.greedy_text(own, threshold)
+  k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
+  graphdef, state = nnx.split(model)
+  feed = jax.jit(lambda batch, p: losses.with_own_predictions(
+      nnx.merge(graphdef, state), batch, jax.random.key(0), p, threshold), static_argnums=1)
+  fed = feed(batch, 1.0)
+  np.testing.assert_array_equal(fed["user_transcript"], expected[..., :k_ut])
+  np.testing.assert_array_equal(fed["text_out"], expected[..., k_ut:])
+  assert not np.array_equal(fed["text_out"], batch["text_out"])
+  for key in batch:
+    if key not in ("user_transcript", "text_out"):
+      np.testing.assert_array_equal(fed[key], batch[key])
+  same = feed(batch, 0.0)
+  np.testing.assert_array_equal(same["text_out"], batch["text_out"])
+  np.testing.assert_array_equal(same["user_transcript"], batch["user_transcript"])

@@ -19,7 +19,7 @@ Measured twice: `tf_*` teacher-forced (the model's prediction with the reference
 back, `session.step(..., forced=...)`), and `free_*` from the free-running stream. Teacher
 forced, later slots of a micro-turn see the reference's earlier ones, so the decision is read
 where it is first made: a word starts when the first model-text slot decodes to a word by the
-sampler's greedy rule (`session.greedy_text`), and speech goes on (quiet moments only) when the
+sampler's greedy rule (`decisions.greedy_text`), and speech goes on (quiet moments only) when the
 first audio slot is voiced given the reference's text. High tf and
 low free accuracy means the model can predict the moment but drifts once its own samples are
 fed back; both low means it cannot predict it yet.
@@ -36,6 +36,7 @@ import numpy as np
 from jax_interact.evaluation.scoring import Observations
 from jax_interact.inference import session
 from jax_interact.inference.engine import TurnOutput
+from jax_interact.models import decisions
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import voiced
@@ -111,7 +112,7 @@ class TeacherForced:
       forced = {k: jnp.asarray(windows[k][:, t]) for k in session.OUTPUT_KEYS}
       state, out = self._step(params, state, chunk, forced)
       out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
-      first_word = session.greedy_text(out["text_logits"][:, first_text],
+      first_word = decisions.greedy_text(out["text_logits"][:, first_text],
                                        self.sampling.silence_threshold)
       starts_TB.append(is_word(first_word))
       voiced_TB.append(out["voicing_logits"][:, 0] > self.sampling.voicing_logit)

@@ -25,14 +25,13 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jax_interact.inference import engine
 from jax_interact.models.attention import KeyValues
+from jax_interact.models.decisions import greedy_text
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
-from jax_interact.streams import tokenizer
 from jax_interact.streams.dmel import DMelSpec
 # The segment keys and empty segments are the layout's; session users find them here too.
 from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, SlotKind,  # noqa: F401
@@ -119,16 +118,6 @@ def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
 def _ring_slots(pos_BT: jax.Array, sinks: int, ring: int) -> jax.Array:
   """Cache slot of each absolute position: sinks keep theirs, the rest wrap around the ring."""
   return jnp.where(pos_BT < sinks, pos_BT, sinks + (pos_BT - sinks) % ring)
-
-
-def greedy_text(logits_BV: jax.Array, silence_threshold: float) -> jax.Array:
-  """`<sil>` where its probability is at least `silence_threshold`, else the most likely other
-  token (Sampling's greedy rule). Works on numpy and jax arrays [..., V]."""
-  xp = jnp if isinstance(logits_BV, jax.Array) else np
-  p_sil = jax.nn.softmax(logits_BV, axis=-1)[..., tokenizer.SIL]
-  others = xp.where(xp.arange(logits_BV.shape[-1]) == tokenizer.SIL, -xp.inf, logits_BV)
-  return xp.where(p_sil >= silence_threshold, tokenizer.SIL,
-                  xp.argmax(others, axis=-1)).astype(xp.int32)
 
 
 def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> jax.Array:

@@ -21,11 +21,14 @@ def build(config, rngs: nnx.Rngs) -> InteractionModel | BackgroundModel:
 
 def loss_for(config, train: bool = True):
   """`loss(model, batch, rng) -> (loss, metrics)` of the model `config.model.kind` names, with
-  the config's loss weights; `train` adds the training-only feedback noise."""
+  the config's loss weights; `train` adds the training-only feedback noise and own-prediction
+  feedback."""
   if config.model.kind == "background":
     return background_loss_fn
   return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
-                           feedback_noise=config.train.feedback_noise if train else 0.0)
+                           feedback_noise=config.train.feedback_noise if train else 0.0,
+                           own_feedback=config.train.own_feedback if train else 0.0,
+                           silence_threshold=config.sample.silence_threshold)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jax_interact.models.decisions import greedy_text
 from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
@@ -82,15 +83,39 @@ def with_feedback_noise(batch: dict[str, jax.Array], rng: jax.Array, probability
   return noisy
 
 
+def with_own_predictions(model: "InteractionModel", batch: dict[str, jax.Array],
+                         rng: jax.Array, probability: float,
+                         silence_threshold: float) -> dict[str, jax.Array]:
+  """`batch` with each token of the fed-back text slot groups replaced, with `probability`, by
+  the model's own decision for that slot in a teacher-forced pass (parallel scheduled sampling):
+  streaming feeds back what the model said, right or wrong, and in particular its words after it
+  should have fallen silent. Decisions follow the sampler's greedy rule; no gradient flows
+  through them."""
+  own_BNK = greedy_text(jax.lax.stop_gradient(model(batch)["text_logits"]), silence_threshold)
+  fed, first = dict(batch), 0
+  for kind, n in model.layout.counts:
+    if kind not in TEXT_OUTPUT_KINDS:
+      continue
+    key = GROUP_KEYS[kind]
+    take = jax.random.uniform(jax.random.fold_in(rng, kind), batch[key].shape) < probability
+    fed[key] = jnp.where(take, own_BNK[..., first:first + n], batch[key])
+    first += n
+  return fed
+
+
 def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array], rng: jax.Array, *,
-            weights: LossWeights, feedback_noise: float = 0.0
-            ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, and the
-  feedback noise (`with_feedback_noise`: the model reads noisy tokens, targets stay clean)."""
+            weights: LossWeights, feedback_noise: float = 0.0, own_feedback: float = 0.0,
+            silence_threshold: float = 0.5) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, the
+  feedback noise (`with_feedback_noise`: the model reads noisy tokens, targets stay clean) and
+  which fed-back tokens are the model's own (`with_own_predictions`, targets stay clean)."""
   layout = model.layout
   rng, noise_rng = jax.random.split(rng)
   fed = (with_feedback_noise(batch, noise_rng, feedback_noise, model.vocab_size)
          if feedback_noise > 0 else batch)
+  if own_feedback > 0:
+    fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
+                               silence_threshold)
   outputs = model(fed)
   output_weights = slot_weights(layout, batch, weights.silence)[..., layout.input_len:]
 
