@@ -24,10 +24,11 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from data_pipelines import dataset  # pylint: disable=wrong-import-position
 from data_pipelines import featurize  # pylint: disable=wrong-import-position
-from data_pipelines.episode import SAMPLE_RATE, Episode  # pylint: disable=wrong-import-position
 from jax_interact import config as config_lib  # pylint: disable=wrong-import-position
 from jax_interact.errors import InputError  # pylint: disable=wrong-import-position
+from jax_interact.streams.episode import Episode  # pylint: disable=wrong-import-position
 from jax_interact.streams.layout import Layout  # pylint: disable=wrong-import-position
+from jax_interact.streams.timing import SAMPLE_RATE  # pylint: disable=wrong-import-position
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "tiny.py"
 SPEAKER_COLOURS = {"user": "tab:blue", "model": "tab:orange"}

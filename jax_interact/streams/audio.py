@@ -20,6 +20,7 @@ import soundfile
 
 from jax_interact.errors import InputError
 from jax_interact.streams.layout import Layout
+from jax_interact.streams.timing import SAMPLE_RATE
 
 INT16_SCALE = 32768.0
 
@@ -77,7 +78,7 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def to_mono_16k(audio_CS: np.ndarray, sample_rate: int, target_rate: int = 16000) -> np.ndarray:
+def to_mono_16k(audio_CS: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
   """float32 [samples] at `target_rate`: channels averaged (one speaker), then resampled."""
   mono = audio_CS.mean(axis=0) if audio_CS.ndim == 2 else audio_CS
   return np.clip(resample(mono, sample_rate, target_rate), -1.0, 1.0)
