@@ -10,7 +10,7 @@ from jax_interact.background.orchestrator import Orchestrator
 from jax_interact.background.transcript import USER_TYPED
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
-from jax_interact.inference.stream import episode_chunks
+from jax_interact.inference.chunks import episode_chunks
 from jax_interact.models import InteractionModel
 from jax_interact.streams.episode import Episode, Word
 from jax_interact.streams.timing import SAMPLE_RATE
