@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--batch", type=count, default=8, help="sessions streamed together")
   p.add_argument("--split", default="validation")
   _checkpoint_arg(p)
-  p.set_defaults(run="jax_interact.evaluation.command:main")
+  p.set_defaults(run="jax_interact.evaluate:main")
 
   p = commands.add_parser("demo", help="the main job: generate, train configs/demo.py, evaluate, "
                           "stream, summarise")

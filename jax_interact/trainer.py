@@ -436,9 +436,13 @@ def _interactivity(config: ml_collections.ConfigDict, program: Program,
   if not config.train.interact_every_steps:
     return None
   from data_pipelines import dataset
+  from data_pipelines.held_out import DatasetSplit
+  from jax_interact.evaluation.scoring import SCORERS
   from jax_interact.training.interactivity import Interactivity
+  held_out = DatasetSplit(config.data.dir, config.data.eval_split,
+                          config.train.interact_episodes, SCORERS)
   return Interactivity(config, program.graphdef, dataset.load_tokenizer(config.data.dir),
-                       workdir)
+                       held_out, workdir)
 
 
 def main(args: argparse.Namespace) -> int:
