@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -277,9 +276,8 @@ def _keep_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
     return
   source = pathlib.Path(config.data.dir) / tokenizer.FILENAME
   if source.is_file():
-    tmp = workdir / (tokenizer.FILENAME + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, workdir / tokenizer.FILENAME)
+    with atomic.file(workdir / tokenizer.FILENAME) as tmp:
+      shutil.copyfile(source, tmp)
 
 
 def _describe(config: ml_collections.ConfigDict, mesh: Mesh) -> str:
