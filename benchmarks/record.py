@@ -17,6 +17,8 @@ import pathlib
 import sys
 from typing import Any
 
+from jax_interact import atomic
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = """# Benchmarks
 
@@ -54,9 +56,7 @@ def append(table: pathlib.Path, line: str) -> None:
   end = next(i for i, row in enumerate(lines) if row.startswith("| date |"))
   while end < len(lines) and lines[end].startswith("|"):
     end += 1
-  tmp = table.with_name(f".{table.name}.tmp")
-  tmp.write_text("".join(lines[:end]) + line + "".join(lines[end:]))
-  os.replace(tmp, table)
+  atomic.write_text(table, "".join(lines[:end]) + line + "".join(lines[end:]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,7 +102,7 @@ def write_metadata(root: pathlib.Path, splits: Sequence[tfds.core.SplitInfo]) ->
   tfds.folder_dataset.write_metadata(
       data_dir=dataset_dir(root), features=features(), split_infos=list(splits),
       check_data=False, disable_shuffling=True,
-      description="jax_interact episodes (data_pipelines/episode.py)")
+      description="jax_interact episodes (jax_interact/streams/episode.py)")
 
 
 def join(roots: Sequence[pathlib.Path], out: pathlib.Path) -> None:

@@ -16,10 +16,11 @@ import pathlib
 import numpy as np
 
 from data_pipelines import dataset
-from data_pipelines.episode import SAMPLE_RATE, SPEAKERS, Episode, Word
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.streams import audio
+from jax_interact.streams.episode import SPEAKERS, Episode, Word
+from jax_interact.streams.timing import SAMPLE_RATE
 
 WORD_KEYS = ("speaker", "text", "start_s", "end_s")
 _TOLERANCE_S = 1e-3  # word times may overshoot the audio by a rounding error

@@ -27,12 +27,12 @@ from typing import Any, Iterable, Sequence
 
 import ml_collections
 
-from data_pipelines import array_records
-from data_pipelines import featurize
-from data_pipelines.episode import Episode
-from jax_interact import atomic, config as config_lib
+from data_pipelines import array_records, featurize
+from jax_interact import atomic
+from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.streams import tokenizer as tokenizer_lib
+from jax_interact.streams.episode import Episode
 from jax_interact.streams.layout import Layout
 
 MANIFEST = "manifest.json"

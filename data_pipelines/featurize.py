@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from data_pipelines.episode import Episode
 from jax_interact.errors import InputError
 from jax_interact.streams import audio, dmel, timing, video
 from jax_interact.streams import tokenizer as tok
+from jax_interact.streams.episode import Episode
 from jax_interact.streams.layout import Layout, SlotKind
 
 # Value of an empty slot (also what `window` pads with past the end of an episode).

@@ -19,11 +19,9 @@ from typing import Iterator, Sequence
 import ml_collections
 import tqdm
 
-from data_pipelines import dataset
-from data_pipelines import synthetic
-from data_pipelines import worker_lifetime
-from data_pipelines.episode import Episode
+from data_pipelines import dataset, synthetic, worker_lifetime
 from jax_interact.errors import InputError
+from jax_interact.streams.episode import Episode
 
 TOKENIZER_VOCAB = 512  # fits every model config (tiny has model.vocab_size = 512)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import tempfile
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
@@ -24,10 +22,12 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from data_pipelines import dataset  # pylint: disable=wrong-import-position
 from data_pipelines import featurize  # pylint: disable=wrong-import-position
-from data_pipelines.episode import SAMPLE_RATE, Episode  # pylint: disable=wrong-import-position
+from jax_interact import atomic  # pylint: disable=wrong-import-position
 from jax_interact import config as config_lib  # pylint: disable=wrong-import-position
 from jax_interact.errors import InputError  # pylint: disable=wrong-import-position
+from jax_interact.streams.episode import Episode  # pylint: disable=wrong-import-position
 from jax_interact.streams.layout import Layout  # pylint: disable=wrong-import-position
+from jax_interact.streams.timing import SAMPLE_RATE  # pylint: disable=wrong-import-position
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "tiny.py"
 SPEAKER_COLOURS = {"user": "tab:blue", "model": "tab:orange"}
@@ -130,18 +130,6 @@ def _events(ax: plt.Axes, episode: Episode, other_axes: tuple[plt.Axes, ...]) ->
       ax.text(word["time_s"], 0.15, word["text"], fontsize=6, color=colour, rotation=45)
 
 
-def _write_atomic(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-  os.close(fd)
-  try:
-    write(pathlib.Path(tmp))
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-
-
 def main(args: argparse.Namespace) -> int:
   if not args.out and not args.json:
     raise InputError("--out", "expected --out FILE.png and/or --json FILE.json")
@@ -149,11 +137,12 @@ def main(args: argparse.Namespace) -> int:
   episode = dataset.episode_by_index(args.dir, args.index)
   if args.out:
     fig = draw(episode, stream.chunk_ms)
-    _write_atomic(pathlib.Path(args.out), lambda p: fig.savefig(p, format="png", dpi=100))
+    with atomic.file(args.out) as tmp:
+      fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     print(f"wrote {args.out}")
   if args.json:
     document = micro_turns(episode, dataset.load_tokenizer(args.dir), stream)
-    _write_atomic(pathlib.Path(args.json), lambda p: p.write_text(json.dumps(document, indent=1)))
+    atomic.write_text(args.json, json.dumps(document, indent=1))
     print(f"wrote {args.json}")
   return 0

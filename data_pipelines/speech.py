@@ -28,8 +28,8 @@ import espeakng_loader
 import numpy as np
 import scipy.signal
 
-from data_pipelines.episode import SAMPLE_RATE
 from jax_interact.errors import InputError
+from jax_interact.streams.timing import SAMPLE_RATE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@
 is eSpeak speech from a randomised user voice plus background noise; the model track is what a
 good interaction model would say, in `MODEL_VOICE`, timed as it could be: never before the first
 output that can follow the input micro-turn in which it heard or saw the cue (SPEC §3 timing
-rule). Every task has a video (a distractor scene when the task does not use it).
+rule), and the words and windows it keeps to are the ones the scorers expect
+(jax_interact/streams/tasks.py). Every task has a video (a distractor scene when the task does not
+use it).
 
 Annotations shared by all tasks (what scoring needs, times in seconds from the episode start):
   responses: [{"text", "event_s", "window_s": [lo, hi], "start_s"}] each model utterance: the
@@ -23,7 +25,6 @@ import numpy as np
 import scipy.signal
 
 from data_pipelines import procedural_video
-from data_pipelines.episode import SAMPLE_RATE, Episode, Word
 from data_pipelines.speech import (
   MODEL_VOICE,
   TRANSLATION_LANGUAGES,
@@ -33,17 +34,25 @@ from data_pipelines.speech import (
   synthesize,
 )
 from jax_interact.errors import InputError
+from jax_interact.streams import timing
+from jax_interact.streams.episode import Episode, Word
+from jax_interact.streams.tasks import (
+  BEAT_WINDOW_S,
+  COUNT_WINDOW_S,
+  NUMBER_WORDS,
+  REMINDER_WORD,
+  REPLY_WINDOW_S,
+  START_WORD,
+  STOP_WINDOW_S,
+  STOP_WORD,
+  TRANSLATION_LAG_S,
+)
+from jax_interact.streams.timing import SAMPLE_RATE
 
 TASKS = ("turn_taking", "pause_handling", "interruption", "rep_count", "visual_cue", "start_stop",
          "time_speak", "live_translation", "delegate")
 
-CHUNK_S = 0.2  # micro-turn length T
 MIN_DURATION_S, MAX_DURATION_S = 6.0, 20.0
-REPLY_WINDOW_S = 1.5  # an answer should start within this long after its cue
-STOP_WINDOW_S = 0.6  # the model stops speaking within this long after a barge-in starts
-COUNT_WINDOW_S = 1.0  # a count word starts within this long after its bounce
-BEAT_WINDOW_S = (0.3, 0.5)  # a reminder starts at most this early / late around its beat
-TRANSLATION_LAG_S = 2.0  # a translation starts within this long after its source word ends
 TYPED_PROBABILITY = 0.3  # chance that a request is typed rather than spoken
 MODEL_GAIN = 0.8
 
@@ -83,8 +92,6 @@ BARGE_INS = ("stop", "wait", "hold on", "okay that is enough", "sorry stop pleas
 PAUSE_FILLER = "um"
 COUNT_INSTRUCTIONS = ("count the bounces", "please count how many times the ball bounces",
                       "can you count the bounces for me")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                "ten", "eleven", "twelve")
 CUE_COLOURS = ("red", "green", "blue", "yellow")
 CUE_INSTRUCTIONS = ("tell me when the square turns {colour}",
                     "let me know when the square becomes {colour}",
@@ -92,11 +99,9 @@ CUE_INSTRUCTIONS = ("tell me when the square turns {colour}",
 CUE_ANSWERS = ("it is {colour} now", "now it turned {colour}", "the square is {colour}")
 START_STOP_INSTRUCTIONS = ("say start when it starts moving and stop when it stops",
                            "tell me when it starts moving and when it stops")
-START_WORD, STOP_WORD = "start", "stop"
 REMINDER_PERIODS_S = (2, 3, 4)
 REMINDER_INSTRUCTIONS = ("remind me every {n} seconds", "say now every {n} seconds please",
                          "give me a signal every {n} seconds")
-REMINDER_WORD = "now"
 ACKNOWLEDGEMENT = "okay"
 END_REMINDERS = ("thank you that is enough", "okay you can stop now", "stop please")
 TRANSLATION_INSTRUCTIONS = ("translate into {language} please", "say each word in {language}")
@@ -220,13 +225,16 @@ def reply_start_s(rng: np.random.Generator, heard_s: float, low_s: float = 0.2,
   No earlier than the first output wall time after the input micro-turn holding `heard_s`
   (SPEC §3: out_t covers [(t+1)T, (t+2)T)), and a short random reaction delay after it.
   """
-  earliest = (math.floor(heard_s / CHUNK_S + 1e-9) + 1) * CHUNK_S
+  turn = timing.first_answer_turn(heard_s, timing.CHUNK_MS)
+  earliest, _ = timing.output_window_s(turn, timing.CHUNK_MS)
   return max(earliest, heard_s + rng.uniform(low_s, high_s))
 
 
 def seen_s(event_s: float) -> float:
   """Time of the first video frame taken after a visual event at `event_s`."""
-  return (math.floor(event_s / CHUNK_S + 1e-9) + 1) * CHUNK_S
+  _, next_frame_s = timing.input_window_s(timing.input_turn(event_s, timing.CHUNK_MS),
+                                          timing.CHUNK_MS)
+  return next_frame_s
 
 
 VideoFn = Callable[[float], np.ndarray]  # duration_s -> uint8 [F, H, W, 3]

@@ -36,11 +36,34 @@ def directory(out: str | os.PathLike) -> Iterator[pathlib.Path]:
     raise
 
 
-def write_json(path: str | os.PathLike, value) -> None:
-  """Writes `value` as indented JSON to `path` through a temporary file beside it, so a reader
-  sees the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def file(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """Yields a temporary path beside `path` (with its suffix, so writers that go by the suffix
+  pick the same format) to write into; it replaces `path` when the block ends, so a reader sees
+  the old file or the new one, never half of one. If the block raises, it is removed."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(json.dumps(value, indent=2) + "\n")
-  os.replace(tmp, path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+  os.close(fd)
+  try:
+    yield pathlib.Path(tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  with file(path) as tmp:
+    tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  with file(path) as tmp:
+    tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, value) -> None:
+  """Writes `value` as indented JSON to `path`."""
+  write_text(path, json.dumps(value, indent=2) + "\n")

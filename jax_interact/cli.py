@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--background", help="serve <delegate>: a trained background workdir, or "
                  "tool:calculator, tool:clock, tool:slow")
   _checkpoint_arg(p)
-  p.set_defaults(run="jax_interact.inference.stream:main")
+  p.set_defaults(run="jax_interact.stream:main")
 
   p = commands.add_parser("export", help="write a bundle that serves without the model code")
   p.add_argument("--workdir", required=True, help="a training workdir (interaction model)")
@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--batch", type=count, default=8, help="sessions streamed together")
   p.add_argument("--split", default="validation")
   _checkpoint_arg(p)
-  p.set_defaults(run="jax_interact.evaluation.command:main")
+  p.set_defaults(run="jax_interact.evaluate:main")
 
   p = commands.add_parser("demo", help="the main job: generate, train configs/demo.py, evaluate, "
                           "stream, summarise")

@@ -16,6 +16,7 @@ import ml_collections
 
 from jax_interact.errors import ConfigError
 from jax_interact.models import attention_kernels
+from jax_interact.streams import timing
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -26,8 +27,8 @@ def defaults() -> ml_collections.ConfigDict:
 
   # Stream format (SPEC §3). Slot counts derive from these: see streams.layout.Layout.
   c.stream = ml_collections.ConfigDict()
-  c.stream.chunk_ms = 200  # micro-turn length T
-  c.stream.sample_rate = 16000
+  c.stream.chunk_ms = timing.CHUNK_MS  # micro-turn length T
+  c.stream.sample_rate = timing.SAMPLE_RATE
   c.stream.n_mels = 80
   c.stream.win_ms = 25
   c.stream.hop_ms = 10

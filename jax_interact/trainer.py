@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -277,9 +276,8 @@ def _keep_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
     return
   source = pathlib.Path(config.data.dir) / tokenizer.FILENAME
   if source.is_file():
-    tmp = workdir / (tokenizer.FILENAME + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, workdir / tokenizer.FILENAME)
+    with atomic.file(workdir / tokenizer.FILENAME) as tmp:
+      shutil.copyfile(source, tmp)
 
 
 def _describe(config: ml_collections.ConfigDict, mesh: Mesh) -> str:
@@ -436,9 +434,13 @@ def _interactivity(config: ml_collections.ConfigDict, program: Program,
   if not config.train.interact_every_steps:
     return None
   from data_pipelines import dataset
+  from data_pipelines.held_out import DatasetSplit
+  from jax_interact.evaluation.scoring import SCORERS
   from jax_interact.training.interactivity import Interactivity
+  held_out = DatasetSplit(config.data.dir, config.data.eval_split,
+                          config.train.interact_episodes, SCORERS)
   return Interactivity(config, program.graphdef, dataset.load_tokenizer(config.data.dir),
-                       workdir)
+                       held_out, workdir)
 
 
 def main(args: argparse.Namespace) -> int:

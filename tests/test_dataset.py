@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from data_pipelines import array_records, dataset
-from data_pipelines.episode import SAMPLE_RATE, Episode, Word
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
+from jax_interact.streams.episode import Episode, Word
+from jax_interact.streams.timing import SAMPLE_RATE
 
 
 def tiny_stream():

@@ -8,7 +8,7 @@ from flax import nnx
 from data_pipelines import dataset, synthetic
 from jax_interact import cli
 from jax_interact import config as config_lib
-from jax_interact.evaluation import command
+from jax_interact import evaluate as command
 from jax_interact.inference import trained as trained_lib
 from jax_interact.models import InteractionModel
 

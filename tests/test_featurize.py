@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from data_pipelines import featurize
-from data_pipelines.episode import Episode, Word
 from jax_interact.config import defaults
 from jax_interact.errors import InputError
 from jax_interact.streams import timing, video
 from jax_interact.streams import tokenizer as tok
+from jax_interact.streams.episode import Episode, Word
 from jax_interact.streams.layout import Layout, SlotKind, random_batch
 
 STREAM = defaults().stream

@@ -13,16 +13,16 @@ from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_dataset import tiny_episode, write_tiny_dataset
+from test_trainer import SMALL, TINY
 
 from data_pipelines import array_records, dataset
-from data_pipelines.episode import EXAMPLE_KEYS
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
 from jax_interact.models import InteractionModel
-from test_dataset import tiny_episode, write_tiny_dataset
-from test_trainer import SMALL, TINY
+from jax_interact.streams.episode import EXAMPLE_KEYS
 
 # Few examples, the same each run (the suite runs on 2 cores); PROPERTY_EXAMPLES=1000 searches
 # harder.

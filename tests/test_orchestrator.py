@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from data_pipelines.episode import SAMPLE_RATE, Episode, Word
 from jax_interact import config as config_lib
 from jax_interact.background import workers
 from jax_interact.background.orchestrator import Orchestrator
 from jax_interact.background.transcript import USER_TYPED
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
-from jax_interact.inference.stream import episode_chunks
+from jax_interact.inference.chunks import episode_chunks
 from jax_interact.models import InteractionModel
+from jax_interact.streams.episode import Episode, Word
+from jax_interact.streams.timing import SAMPLE_RATE
 from jax_interact.streams.tokenizer import BG, BG_END, PAD, Tokenizer, train_tokenizer
 
 QUESTION = "what is 17 times 23"

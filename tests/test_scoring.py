@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from data_pipelines import featurize, synthetic
-from data_pipelines.episode import Word
 from jax_interact import config as config_lib
 from jax_interact.evaluation import baselines, scoring, transcripts
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.dmel import SILENCE_BIN
-from jax_interact.streams.tokenizer import SIL
+from jax_interact.streams.episode import Word
 from jax_interact.streams.layout import Layout
+from jax_interact.streams.tokenizer import SIL
 
 CHUNK_MS = 200
 # Delays that miss every window. A whole number of micro-turns keeps the quantised word times

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from data_pipelines import speech
-from data_pipelines.episode import SAMPLE_RATE
 from jax_interact.errors import InputError
+from jax_interact.streams.timing import SAMPLE_RATE
 
 _CASES = [
     ("what is 17 times 23 said the small grey cat", speech.MODEL_VOICE),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from data_pipelines import procedural_video, synthetic
-from data_pipelines.episode import Episode
 from jax_interact.errors import InputError
+from jax_interact.streams.episode import Episode
 
 
 @pytest.fixture(scope="module")

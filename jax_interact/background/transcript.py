@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from data_pipelines.episode import Episode
 from jax_interact.streams import timing
+from jax_interact.streams.episode import Episode
 from jax_interact.streams.tokenizer import BG, BOS, SPECIAL_PIECES, UNK, Tokenizer
 
 USER_TYPED, USER, MODEL = "user typed", "user", "model"

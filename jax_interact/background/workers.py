@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
-from data_pipelines.episode import Episode
 from jax_interact.streams import timing
+from jax_interact.streams.episode import Episode
 from jax_interact.streams.tokenizer import Tokenizer
 
 _DONE = object()

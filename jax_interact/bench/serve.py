@@ -34,6 +34,7 @@ from jax_interact.errors import InputError
 from jax_interact.inference import session
 from jax_interact.models import InteractionModel
 from jax_interact.serving import server as server_lib
+from jax_interact.streams.timing import SAMPLE_RATE
 from jax_interact.streams.tokenizer import FILENAME, Tokenizer, train_tokenizer
 
 PIECE_S = 0.04  # a client sends 40 ms of audio at a time, as the browser page does
@@ -88,7 +89,7 @@ async def _client(url: str, behaviour: str, audio_int16: np.ndarray, seconds: fl
       elif payload["type"] == "error":
         stats["errors"] += 1
 
-  piece = round(PIECE_S * 16000)
+  piece = round(PIECE_S * SAMPLE_RATE)
   pcm = np.resize(audio_int16, max(len(audio_int16), piece)).astype("<i2")
   garbage = np.random.default_rng(0)
   async with aiohttp.ClientSession() as http, http.ws_connect(f"{url}/session") as ws:
@@ -192,7 +193,7 @@ def measure(config, clients: int, seconds: float, data: str | None) -> dict:
         f"clients missed {faults['missed_chunks']}", flush=True)
   return {"clients": clients, "seconds": seconds, "runs": runs, "faults": faults,
           "most_clients_real_time": held,
-          "episode_audio_s": [round(len(e) / 16000, 2) for e in episodes],
+          "episode_audio_s": [round(len(e) / SAMPLE_RATE, 2) for e in episodes],
           "cpu_count": os.cpu_count()}
 
 

@@ -11,7 +11,7 @@ which words a scorer should expect and when.
 
 from __future__ import annotations
 
-from data_pipelines.episode import Episode
+from jax_interact.streams.episode import Episode
 
 
 def replayed_results(episode: Episode, model_delegate_s: float) -> list[tuple[str, float]]:

@@ -1,10 +1,10 @@
 """Teacher-forced mel L1 of the audio head on held-out windows.
 
-Windows come from the evaluation pipeline (one ordered pass over the split). A forward pass is
-teacher-forced on the reference streams; every audio output slot inside the episode is sampled
-as streaming samples it (silence-mel unless its voicing logit says voiced, else the flow head
-from that slot's `local_hidden`), and the L1 distance to the target mel (the
-reference dMel bins' centres in the unit range of models/flow.py) is averaged over slots, frames
+Windows come from the caller (the evaluation pipeline's ordered pass over the split). A forward
+pass is teacher-forced on the reference streams; every audio output slot inside the episode is
+sampled as streaming samples it (silence-mel unless its voicing logit says voiced, else the flow
+head from that slot's `local_hidden`), and the L1 distance to the target mel (the reference dMel
+bins' centres in the unit range of models/flow.py) is averaged over slots, frames
 and channels. `silent_mel_l1` is the same distance for a silence-mel output (the silent
 baseline).
 """
@@ -12,27 +12,21 @@ baseline).
 from __future__ import annotations
 
 import itertools
-import os
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
-from data_pipelines import grain_pipeline
 from jax_interact.models.flow import bins_to_unit
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import SlotKind
 
 
-def mel_l1(model: InteractionModel, config: ml_collections.ConfigDict,
-           data_dir: str | os.PathLike, split: str, max_batches: int,
+def mel_l1(model: InteractionModel, batches: Iterable[dict], max_batches: int,
            seed: int = 0) -> dict[str, float | None]:
-  """{"mel_l1", "silent_mel_l1", "mel_slots"} over up to `max_batches` batches of `split`."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.data.num_workers = 0  # one pass over a few windows: worker start-up would dominate
-  iterator = grain_pipeline.make_iterator(config, data_dir, split, seed=seed, train=False)
+  """{"mel_l1", "silent_mel_l1", "mel_slots"} over the first `max_batches` of `batches`."""
   graphdef, state = nnx.split(model)
   audio_slots = model.layout.output_slots((SlotKind.AUDIO_OUT,))
   n_bins = model.dmel_bins
@@ -51,7 +45,7 @@ def mel_l1(model: InteractionModel, config: ml_collections.ConfigDict,
     return l1(mel_BNKFM), l1(silence), jnp.sum(mask_BNK)
 
   totals = jnp.zeros(3)
-  for i, batch in enumerate(itertools.islice(iterator, max_batches)):
+  for i, batch in enumerate(itertools.islice(batches, max_batches)):
     totals += jnp.stack(sums(state, batch, jax.random.fold_in(jax.random.key(seed), i)))
   model_sum, silent_sum, slots = (float(x) for x in totals)
   mean = lambda total: total / slots if slots else None

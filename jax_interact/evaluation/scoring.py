@@ -1,4 +1,5 @@
-"""One scorer per task family of the synthetic suite (data_pipelines/synthetic.py).
+"""One scorer per task family of the synthetic suite (SPEC §8; data_pipelines/synthetic.py); the
+words and windows they expect are in jax_interact/streams/tasks.py.
 
 A scorer is a pure function of an episode (its annotations, events and user words) and a
 system's `Behaviour` (transcripts.py). It returns Observations: for every metric, the samples this
@@ -25,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from data_pipelines import synthetic
-from data_pipelines.episode import Episode
 from jax_interact.evaluation import background
 from jax_interact.evaluation.transcripts import Behaviour, normalise, user_speech_s, user_words
+from jax_interact.streams import tasks
+from jax_interact.streams.episode import Episode
 
 Observations = dict[str, list[float]]
 QUIET_TOLERANCE_S = 0.2
@@ -67,8 +68,8 @@ def _said(behaviour: Behaviour, lo_s: float, hi_s: float) -> list[str]:
 
 def _number(text: str) -> int | None:
   text = normalise(text)
-  if text in synthetic.NUMBER_WORDS:
-    return synthetic.NUMBER_WORDS.index(text)
+  if text in tasks.NUMBER_WORDS:
+    return tasks.NUMBER_WORDS.index(text)
   return int(text) if text.isdigit() else None
 
 
@@ -137,9 +138,9 @@ def rep_count(episode: Episode, behaviour: Behaviour) -> Observations:
                        "count_mae": [abs(said - count) / count], "rep_on_time": [],
                        "rep_latency_s": []}
   for i, bounce in enumerate(bounces):
-    horizon = bounces[i + 1] + synthetic.COUNT_WINDOW_S if i + 1 < len(bounces) else math.inf
-    word = behaviour.first_word(bounce, horizon, texts=[synthetic.NUMBER_WORDS[i + 1], str(i + 1)])
-    on_time = word is not None and word.start_s - bounce <= synthetic.COUNT_WINDOW_S
+    horizon = bounces[i + 1] + tasks.COUNT_WINDOW_S if i + 1 < len(bounces) else math.inf
+    word = behaviour.first_word(bounce, horizon, texts=[tasks.NUMBER_WORDS[i + 1], str(i + 1)])
+    on_time = word is not None and word.start_s - bounce <= tasks.COUNT_WINDOW_S
     obs["rep_on_time"].append(float(on_time))
     if word is not None:
       obs["rep_latency_s"].append(word.start_s - bounce)
@@ -159,7 +160,7 @@ def visual_cue(episode: Episode, behaviour: Behaviour) -> Observations:
   word = behaviour.first_word(change)
   on_time = word is not None and word.start_s <= hi
   named = word is not None and a["target_colour"] in _said(behaviour, word.start_s,
-                                                         word.start_s + synthetic.REPLY_WINDOW_S)
+                                                         word.start_s + tasks.REPLY_WINDOW_S)
   return {"on_time": [float(on_time)], "false_alarm": [float(false_alarm)],
           "colour_named": [float(named)],
           "latency_s": [] if word is None else [word.start_s - change],
@@ -173,8 +174,8 @@ def start_stop(episode: Episode, behaviour: Behaviour) -> Observations:
   a = episode.annotations
   start, stop = a["interval_s"]
   heard = a["quiet_s"][0][0] if a["quiet_s"] else 0.0
-  said_start = behaviour.first_word(heard, texts=[synthetic.START_WORD])
-  said_stop = (behaviour.first_word(said_start.start_s, texts=[synthetic.STOP_WORD])
+  said_start = behaviour.first_word(heard, texts=[tasks.START_WORD])
+  said_stop = (behaviour.first_word(said_start.start_s, texts=[tasks.STOP_WORD])
                if said_start else None)
   iou = 0.0
   if said_start is not None:
@@ -194,10 +195,10 @@ def time_speak(episode: Episode, behaviour: Behaviour) -> Observations:
   `stopped_on_request`: no reminder word after the user ended the reminders. score =
   beat_on_time."""
   a = episode.annotations
-  early, late = synthetic.BEAT_WINDOW_S
+  early, late = tasks.BEAT_WINDOW_S
   half = a["period_s"] / 2
   reminders = [w.start_s for w in behaviour.words
-               if normalise(w.text) == synthetic.REMINDER_WORD]
+               if normalise(w.text) == tasks.REMINDER_WORD]
   obs: Observations = {"beat_on_time": [], "beat_error_s": []}
   for beat in a["beats_s"]:
     errors = [abs(s - beat) for s in reminders if abs(s - beat) < half]
@@ -254,7 +255,7 @@ def delegate(episode: Episode, behaviour: Behaviour) -> Observations:
     answer = normalise(a["result_text"].split()[-1])
     correct = answer in _said(behaviour, results[0][1], math.inf)
     word = behaviour.first_word(ready)
-    on_time = word is not None and word.start_s <= ready + synthetic.REPLY_WINDOW_S
+    on_time = word is not None and word.start_s <= ready + tasks.REPLY_WINDOW_S
     if word is not None:
       obs["result_latency_s"].append(word.start_s - ready)
   obs["result_correct"] = [float(correct)]

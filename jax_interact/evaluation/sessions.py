@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Iterator
 
-from data_pipelines.episode import Episode
 from jax_interact.background.orchestrator import Orchestrator
 from jax_interact.background.workers import RecordedWorker
 from jax_interact.inference import engine as engine_lib
-from jax_interact.inference.stream import episode_chunks
+from jax_interact.inference.chunks import episode_chunks
+from jax_interact.streams.episode import Episode
 from jax_interact.streams.tokenizer import Tokenizer
 
 

@@ -20,10 +20,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from data_pipelines.episode import Episode, Word
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import voiced
+from jax_interact.streams.episode import Episode, Word
 from jax_interact.streams.layout import Layout
 from jax_interact.streams.tokenizer import DELEGATE, EMPTY_IDS, SPECIAL_PIECES, Tokenizer
 

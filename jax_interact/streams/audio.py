@@ -12,14 +12,15 @@ import math
 import os
 import pathlib
 import struct
-import tempfile
 
 import numpy as np
 import scipy.signal
 import soundfile
 
+from jax_interact import atomic
 from jax_interact.errors import InputError
 from jax_interact.streams.layout import Layout
+from jax_interact.streams.timing import SAMPLE_RATE
 
 INT16_SCALE = 32768.0
 
@@ -77,7 +78,8 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def to_mono_16k(audio_CS: np.ndarray, sample_rate: int, target_rate: int = 16000) -> np.ndarray:
+def to_mono_16k(audio_CS: np.ndarray, sample_rate: int,
+                target_rate: int = SAMPLE_RATE) -> np.ndarray:
   """float32 [samples] at `target_rate`: channels averaged (one speaker), then resampled."""
   mono = audio_CS.mean(axis=0) if audio_CS.ndim == 2 else audio_CS
   return np.clip(resample(mono, sample_rate, target_rate), -1.0, 1.0)
@@ -105,11 +107,5 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
   """Writes float [-1, 1] mono [samples] or [channels, samples] as 16-bit PCM, atomically."""
   path = pathlib.Path(path)
   data = audio.T if audio.ndim == 2 else audio
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-  os.close(fd)
-  try:
+  with atomic.file(path) as tmp:
     soundfile.write(tmp, np.clip(data, -1.0, 1.0), sample_rate, subtype="PCM_16")
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise

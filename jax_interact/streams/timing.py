@@ -1,4 +1,5 @@
-"""The timing rule of SPEC §3: which micro-turn a timed event belongs to. It lives only here.
+"""The clock of every stream and the timing rule of SPEC §3: which micro-turn a timed event
+belongs to. Both live only here.
 
 Micro-turn t reads the input window [tT, (t+1)T) and its output segment is what the model says
 during wall time [(t+1)T, (t+2)T). So an event at wall time e is heard in micro-turn floor(e/T)
@@ -10,6 +11,9 @@ starting at 0.4 s lands exactly on the 400 ms boundary (float `0.4 / 0.2` is not
 """
 
 from __future__ import annotations
+
+SAMPLE_RATE = 16000  # audio samples per second, of every track and every live input
+CHUNK_MS = 200  # the default micro-turn length T (config's stream.chunk_ms)
 
 
 def to_ms(time_s: float) -> int:

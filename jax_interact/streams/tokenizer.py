@@ -9,11 +9,11 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
 
+from jax_interact import atomic
 from jax_interact.errors import InputError
 
 FILENAME = "tokenizer.model"  # its name in a dataset dir and in a training workdir
@@ -40,14 +40,7 @@ def train_tokenizer(sentences: Iterable[str], out_path: str | os.PathLike,
       pad_piece="<pad>", unk_piece="<unk>", bos_piece="<bos>", eos_piece="<eos>",
       control_symbols=list(SPECIAL_PIECES[SIL:]))
   out_path = pathlib.Path(out_path)
-  fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(model.getvalue())
-    os.replace(tmp, out_path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  atomic.write_bytes(out_path, model.getvalue())
 
 
 class Tokenizer:

@@ -19,7 +19,7 @@ import ml_collections
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from jax_interact.evaluation.command import Evaluator
+from jax_interact.evaluation.evaluator import Evaluator, HeldOut
 from jax_interact.streams.tokenizer import Tokenizer
 from jax_interact.training import checkpointing
 
@@ -51,8 +51,9 @@ class Interactivity:
   """Scores the training state and keeps the best one; one per training run."""
 
   def __init__(self, config: ml_collections.ConfigDict, graphdef: nnx.GraphDef,
-               tokenizer: Tokenizer, workdir: pathlib.Path):
+               tokenizer: Tokenizer, held_out: HeldOut, workdir: pathlib.Path):
     self.config = config
+    self.held_out = held_out
     self.graphdef = graphdef
     self.tokenizer = tokenizer
     self.best = checkpointing.Checkpoints(workdir, config.checkpoint, checkpointing.BEST)
@@ -70,11 +71,8 @@ class Interactivity:
     beats the best mean score so far."""
     params = host_copy(state)
     if self._evaluator is None:
-      train = self.config.train
       self._evaluator = Evaluator(nnx.merge(self.graphdef, params), self.config, self.tokenizer,
-                                  self.config.data.dir, split=self.config.data.eval_split,
-                                  max_episodes=train.interact_episodes,
-                                  batch_size=train.interact_batch)
+                                  self.held_out, batch_size=self.config.train.interact_batch)
     evaluation = self._evaluator.run(params, progress=False, mel_l1=False,
                                      teacher_forced=False)
     row = summary_row(evaluation.report)

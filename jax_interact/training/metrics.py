@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import pathlib
 import time
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import jax
 import tqdm
 from tensorboardX import SummaryWriter
+
+from jax_interact import atomic
 
 # device_kind substring (lower case) -> dense bf16 FLOP/s of one device, most specific first.
 PEAK_BF16_FLOPS = (
@@ -79,9 +80,7 @@ class MetricsLog:
         return False
 
     rows = [line for line in self.path.read_text().splitlines() if keep(line)]
-    tmp = self.path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(row + "\n" for row in rows))
-    os.replace(tmp, self.path)
+    atomic.write_text(self.path, "".join(row + "\n" for row in rows))
 
   def advance(self, steps: int = 1) -> None:
     if self.enabled:

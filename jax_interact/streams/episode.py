@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from jax_interact.errors import InputError
+from jax_interact.streams.timing import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 SPEAKERS = ("user", "model")
 
 

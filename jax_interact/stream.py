@@ -24,57 +24,11 @@ from jax_interact import atomic, vocoder  # noqa: E402
 from jax_interact.errors import InputError  # noqa: E402
 from jax_interact.inference import engine as engine_lib  # noqa: E402
 from jax_interact.inference import session, trained as trained_lib  # noqa: E402
-from jax_interact.streams import audio as audio_lib, dmel, timing, video  # noqa: E402
+from jax_interact.inference.chunks import episode_chunks, file_chunks  # noqa: E402
+from jax_interact.streams import audio as audio_lib, dmel, timing  # noqa: E402
 from jax_interact.streams.layout import Layout, SlotKind  # noqa: E402
+from jax_interact.streams.timing import SAMPLE_RATE  # noqa: E402
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES, Tokenizer  # noqa: E402
-
-
-def episode_chunks(episode, layout: Layout, tokenizer: Tokenizer) -> list[engine_lib.Chunk]:
-  """The live input of a recorded episode, one Chunk per micro-turn."""
-  user = audio_lib.from_int16(episode.user_audio)
-  n_turns = episode.num_turns(layout.chunk_ms)
-  typed = {}
-  for event in episode.typed_text():
-    typed.setdefault(timing.input_turn(event["time_s"], layout.chunk_ms), []).extend(
-        tokenizer.encode(event["text"]))
-  return _chunks(user, episode.video, episode.video_times_s, n_turns, layout, typed)
-
-
-def file_chunks(samples_CS: np.ndarray, rate: int, video_path: str | None,
-                layout: Layout) -> list[engine_lib.Chunk]:
-  """The live input of audio samples (any rate or channels: mixed to 16 kHz mono) and video."""
-  user = audio_lib.to_mono_16k(samples_CS, rate)
-  n_turns = -(-len(user) // layout.chunk_samples)
-  frames, times = (read_video(video_path) if video_path
-                   else (np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.float32)))
-  return _chunks(user, frames, times, n_turns, layout, {})
-
-
-def _chunks(user: np.ndarray, frames: np.ndarray, times: np.ndarray, n_turns: int, layout: Layout,
-            typed: dict[int, list[int]]) -> list[engine_lib.Chunk]:
-  audio_TS = audio_lib.chunk(user, layout)
-  index, present = video.frame_indices(times, n_turns, layout.chunk_ms)
-  return [engine_lib.Chunk(audio=audio_TS[t], frame=frames[index[t]] if present[t] else None,
-                           text_ids=tuple(typed.get(t, ())))
-          for t in range(n_turns)]
-
-
-def read_video(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 [F, H, W, 3], float32 [F] seconds) of a video file, via PyAV (the `video` extra)."""
-  try:
-    import av
-  except ImportError:
-    raise InputError("--video", "reading video needs PyAV: pip install 'jax_interact[video]'") \
-        from None
-  try:
-    with av.open(path) as container:
-      decoded = [(f.to_ndarray(format="rgb24"), float(f.time or 0.0))
-                 for f in container.decode(video=0)]
-  except (av.error.FFmpegError, OSError, ValueError) as e:
-    raise InputError(path, f"not a readable video file ({e})") from None
-  if not decoded:
-    raise InputError(path, "holds no video frames")
-  return np.stack([f for f, _ in decoded]), np.array([t for _, t in decoded], np.float32)
 
 
 def transcript(outputs: list[engine_lib.TurnOutput], layout: Layout,
@@ -113,13 +67,13 @@ def model_voice(outputs: list[engine_lib.TurnOutput], spec: dmel.DMelSpec,
 def on_input_clock(voice_16k: np.ndarray, n_samples: int, rate: int) -> np.ndarray:
   """The model's voice at the input's `rate`, cut or padded with silence to `n_samples`: sample
   i of the output and of the input are the same instant."""
-  voice = audio_lib.resample(voice_16k, 16000, rate)
+  voice = audio_lib.resample(voice_16k, SAMPLE_RATE, rate)
   return np.pad(voice[:n_samples], (0, max(0, n_samples - len(voice))))
 
 
 def draw_timeline(user: np.ndarray, voice: np.ndarray, tokens: list[dict],
                   chunk_ms: int) -> plt.Figure:
-  rate = 16000
+  rate = SAMPLE_RATE
   duration = max(len(user), len(voice)) / rate
   fig, axes = plt.subplots(2, 1, figsize=(max(8.0, duration * 1.2), 4.5), sharex=True)
   for ax, wave, label, colour, kind in ((axes[0], user, "user (input)", "tab:blue",
@@ -151,7 +105,7 @@ def main(args) -> int:
     episode = episode_by_index(data_dir, int(index))
     chunks = episode_chunks(episode, layout, run.tokenizer)
     user = audio_lib.from_int16(episode.user_audio)
-    rate, n_samples = 16000, len(user)
+    rate, n_samples = SAMPLE_RATE, len(user)
   else:
     samples_CS, rate = audio_lib.load_audio(args.audio)
     chunks = file_chunks(samples_CS, rate, args.video, layout)
