@@ -262,7 +262,7 @@ def _params(state: nnx.State) -> nnx.State:
 
 def check_batch_divides(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   """Raises ConfigError unless the global batch splits over micro-batches and batch shards."""
-  axes = sharding.batch_sharding(mesh, 1).spec[0]
+  axes = sharding.logical_to_spec(("batch",), sharding.rules(config, mesh))[0]
   axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
   divisor = config.train.grad_accum * math.prod(mesh.shape[a] for a in axes)
   if config.data.batch_size % divisor:
