@@ -102,7 +102,7 @@ def measure(model: InteractionModel, config, batch: int, micro_turns: int,
       "sessions_per_device_at_real_time": batch * config.stream.chunk_ms / result["p99_step_ms"],
   })
   if bandwidth:
-    bytes_read = _bytes(params) + _bytes((state.k_LBCKH, state.v_LBCKH))
+    bytes_read = _bytes(params) + _bytes([(layer.k_BSKH, layer.v_BSKH) for layer in state.cache])
     bound_ms = bytes_read / bandwidth * 1000
     result.update({"bytes_read_per_step": bytes_read, "bandwidth_bound_ms": bound_ms,
                    "p50_over_bandwidth_bound": result["p50_step_ms"] / bound_ms})

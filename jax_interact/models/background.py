@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from jax_interact.models.attention import KeyValues, Window
+from jax_interact.models.attention import KVCache, Window
 from jax_interact.models.embeddings import TextEmbed
 from jax_interact.models.interaction import temporal_dims
 from jax_interact.models.layers import Dense, Precision, placement
@@ -39,15 +39,21 @@ class BackgroundModel(nnx.Module):
                                    scan_layers=m.scan_layers, rngs=rngs)
     self.text_head = Dense(m.d_model, m.vocab_size, ("embed", "vocab"), self.precision, rngs=rngs)
 
-  def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
-               context: KeyValues | None = None) -> tuple[jax.Array, KeyValues, jax.Array]:
-    """(logits float32 [B, T, vocab], the tokens' keys/values per layer, MoE aux loss).
+  def init_cache(self, batch: int, slots: int) -> tuple[KVCache, ...]:
+    """An empty cache for `batch` sequences of up to `slots` tokens (positions 0..slots-1)."""
+    return self.transformer.init_cache(batch, slots)
 
-    Positions default to 0..T-1; with `context` (cached keys/values of earlier tokens) the new
-    tokens attend to those first, as in the interaction model's streaming step.
+  def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
+               cache: tuple[KVCache, ...] | None = None
+               ) -> tuple[jax.Array, tuple[KVCache, ...] | None, jax.Array]:
+    """(logits float32 [B, T, vocab], the cache, MoE aux loss).
+
+    Without `cache`, whole sequences at positions 0..T-1 (training). With one (`init_cache`),
+    new tokens at absolute positions `pos_BT` (-1: padding, neither attended to nor cached)
+    after the cached ones, written into it.
     """
-    h_BTD, kv, aux_loss = self.transformer(self.text_embed(tokens_BT), pos_BT, CAUSAL, context)
-    return self.text_head(h_BTD, out_dtype=jnp.float32), kv, aux_loss
+    h_BTD, cache, aux_loss = self.transformer(self.text_embed(tokens_BT), CAUSAL, pos_BT, cache)
+    return self.text_head(h_BTD, out_dtype=jnp.float32), cache, aux_loss
 
 
 def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],

@@ -9,9 +9,10 @@ through a voicing logit (is this 40 ms token voiced at all?) and, for voiced one
 flow-matching head. An unvoiced slot is exact silence-mel (SPEC §4): speaking is a decision.
 
 Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
-`embed_output_segment`, `temporal` (new tokens + cached keys/values, see transformer.py),
-`local_inputs` + `local` (causal, so slot j's hidden state depends only on slots < j: a runtime
-decodes slot by slot against a small cache), `text_logits`, `voicing_logits` and `sample_audio`.
+`embed_output_segment`, `temporal_step` (new tokens against the temporal cache of
+`init_cache`), `local_step` (causal, so slot j's hidden state depends only on slots < j: a
+runtime decodes slot by slot against the cache of `init_local_cache`), `local_next_input`,
+`text_logits`, `voicing_logits` and `sample_audio`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.errors import ConfigError
-from jax_interact.models.attention import Window
+from jax_interact.models.attention import KVCache, Window
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
@@ -158,7 +159,7 @@ class InteractionModel(nnx.Module):
     `outputs_BKD`: embeddings of the output slots (`embed_output_segment`). Causal: row j uses
     only slots < j, so it is what a slot-by-slot decoder computes for slot j.
     """
-    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), None, self.local_window)
+    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), self.local_window)
     return y_BKD
 
   def local_inputs(self, hidden_BD: jax.Array, outputs_BKD: jax.Array) -> jax.Array:
@@ -174,6 +175,35 @@ class InteractionModel(nnx.Module):
     decoder embed each token once instead of the whole segment per slot."""
     kind_D = jnp.take(self.kind_embed[...], kind, axis=0).astype(self.precision.dtype)
     return self.local_from_slots(slot_BD + kind_D)
+
+  # Decoding ----------------------------------------------------------------------------------
+
+  def init_cache(self, batch: int) -> tuple[KVCache, ...]:
+    """The temporal model's empty cache for `batch` sessions: the sinks, then a ring of the
+    last `window_turns` micro-turns (its size is fixed however long a session runs)."""
+    window = self.window
+    return self.temporal.init_cache(batch, window.sinks + window.window_turns * window.turn_len)
+
+  def temporal_step(self, x_BTD: jax.Array, pos_BT: jax.Array, cache: tuple[KVCache, ...]
+                    ) -> tuple[jax.Array, tuple[KVCache, ...]]:
+    """Temporal hidden states of new tokens at absolute positions `pos_BT` (-1: not attended
+    to nor cached) against `cache`, and the cache with them written."""
+    h_BTD, cache, _ = self.temporal(x_BTD, self.window, pos_BT, cache)
+    return h_BTD, cache
+
+  def init_local_cache(self, batch: int) -> tuple[KVCache, ...]:
+    """The local decoder's empty cache for one output segment of `batch` sessions."""
+    return self.local.init_cache(batch, self.layout.output_len)
+
+  def local_step(self, x_BD: jax.Array, slot: int, cache: tuple[KVCache, ...]
+                 ) -> tuple[jax.Array, tuple[KVCache, ...]]:
+    """Local hidden state [B, d_local] of output slot `slot` from its row of `local_inputs`
+    without the position (`local_from_temporal` for slot 0, `local_next_input` after) against
+    the cache of the earlier slots, and the cache with it written."""
+    x_B1D = (x_BD + self.local_position[slot].astype(self.precision.dtype))[:, None]
+    pos_B1 = jnp.full((x_BD.shape[0], 1), slot, jnp.int32)
+    y_B1D, cache, _ = self.local(x_B1D, self.local_window, pos_B1, cache)
+    return y_B1D[:, 0], cache
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
@@ -211,7 +241,7 @@ class InteractionModel(nnx.Module):
     layout = self.layout
     x_BNLD = self.embed_turns(batch)
     b, n, l, d = x_BNLD.shape
-    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), None, self.window)
+    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), self.window)
     last_BND = h_BTD.reshape(b, n, l, d)[:, :, layout.last_input]
     outputs_BNKD = x_BNLD[:, :, layout.input_len:]
     local_hidden = self.local_decode(last_BND.reshape(b * n, d),
