@@ -15,19 +15,15 @@ head). Each stream's loss is its weighted mean; the total is
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
-
-if TYPE_CHECKING:
-  from jax_interact.models.interaction import InteractionModel
-
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
@@ -82,7 +78,7 @@ def with_feedback_noise(batch: dict[str, jax.Array], rng: jax.Array, probability
   return noisy
 
 
-def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array], rng: jax.Array, *,
+def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
             weights: LossWeights, feedback_noise: float = 0.0
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, and the
