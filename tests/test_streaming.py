@@ -7,10 +7,10 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
+from jax_interact import models
 from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
-from jax_interact.models import InteractionModel
 from jax_interact.models.flow import bins_to_unit
 from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import random_batch
@@ -25,7 +25,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def model(config):
-  return InteractionModel(config, rngs=nnx.Rngs(0))
+  return models.build(config, nnx.Rngs(0))
 
 
 def test_voicing_feedback_stream_matches_forward():
@@ -33,7 +33,7 @@ def test_voicing_feedback_stream_matches_forward():
   config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
                                                "model.sinks=3", "model.audio_feedback=voicing"])
   test_teacher_forced_stream_matches_forward_past_the_window(
-      config, InteractionModel(config, rngs=nnx.Rngs(0)))
+      config, models.build(config, nnx.Rngs(0)))
 
 
 def test_teacher_forced_stream_matches_forward_past_the_window(config, model):

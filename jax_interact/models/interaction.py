@@ -17,6 +17,8 @@ runtime decodes slot by slot against the cache of `init_local_cache`), `local_ne
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -34,73 +36,88 @@ from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
-def temporal_dims(model_config) -> Dims:
-  m = model_config
-  return Dims(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
-              n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
-              num_experts=m.num_experts, experts_per_token=m.experts_per_token,
-              expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
-              attention=m.attention)
+@dataclasses.dataclass(frozen=True)
+class InteractionConfig:
+  """What an InteractionModel is built from: config.model's sizes and the stream format
+  (config.stream) it reads and writes."""
 
+  layout: Layout
+  dmel_bins: int
+  vocab_size: int
+  precision: Precision
+  temporal: Dims
+  local: Dims
+  window_turns: int  # W: sliding attention window in micro-turns
+  sinks: int
+  flow_hidden: int
+  flow_steps: int
+  audio_feedback: str  # "dmel" | "voicing": what the model hears of its own audio
+  remat: str
+  scan_layers: bool
 
-def local_dims(model_config) -> Dims:
-  m = model_config
-  if m.local_d_model % m.local_heads:
-    raise ConfigError("config.model.local_heads", f"got {m.local_heads}, expected a divisor of "
-                      f"model.local_d_model={m.local_d_model}")
-  return Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
-              n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
-              d_ff=m.local_d_ff, rope_theta=m.rope_theta, attention=m.attention)
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> InteractionConfig:
+    m = config.model
+    if m.local_d_model % m.local_heads:
+      raise ConfigError("config.model.local_heads", f"got {m.local_heads}, expected a divisor "
+                        f"of model.local_d_model={m.local_d_model}")
+    local = Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
+                 n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
+                 d_ff=m.local_d_ff, rope_theta=m.rope_theta, attention=m.attention)
+    return cls(layout=Layout.from_config(config.stream), dmel_bins=config.stream.dmel_bins,
+               vocab_size=m.vocab_size, precision=Precision.from_config(m),
+               temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
+               sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
+               audio_feedback=m.audio_feedback, remat=m.remat, scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
-  """`InteractionModel(config, rngs=nnx.Rngs(seed))`; config is the whole ConfigDict.
+  """`InteractionModel(InteractionConfig.from_config(config), rngs=nnx.Rngs(seed))`.
 
   Built inside `sharding.use(mesh)` its parameters are sharded by their logical names; built
   without a mesh they are placed unsharded.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+  def __init__(self, config: InteractionConfig, *, rngs: nnx.Rngs):
     with placement():
       self._build(config, rngs)
 
-  def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
-    m, s = config.model, config.stream
-    layout = Layout.from_config(s)
-    precision = Precision.from_config(m)
+  def _build(self, c: InteractionConfig, rngs: nnx.Rngs) -> None:
+    layout, precision = c.layout, c.precision
     self.layout = layout
     self.precision = precision
-    self.dmel_bins = s.dmel_bins
-    self.flow_steps = m.flow_steps
-    self.vocab_size = m.vocab_size
-    self.window = Window(layout.turn_len, m.window_turns, m.sinks)
+    self.dmel_bins = c.dmel_bins
+    self.flow_steps = c.flow_steps
+    self.vocab_size = c.vocab_size
+    self.window = Window(layout.turn_len, c.window_turns, c.sinks)
     self.local_window = Window(layout.output_len, 1, 0)
-    d, d_local = m.d_model, m.local_d_model
+    d, d_local = c.temporal.d_model, c.local.d_model
 
-    self.text_embed = TextEmbed(m.vocab_size, d, precision, rngs=rngs)
-    self.dmel_embed = DMelBag(s.frames_per_token, s.n_mels, s.dmel_bins, d, precision, rngs=rngs)
-    self.audio_feedback = m.audio_feedback
-    if m.audio_feedback == "voicing":
+    self.text_embed = TextEmbed(c.vocab_size, d, precision, rngs=rngs)
+    self.dmel_embed = DMelBag(layout.frames_per_token, layout.n_mels, c.dmel_bins, d, precision,
+                              rngs=rngs)
+    self.audio_feedback = c.audio_feedback
+    if c.audio_feedback == "voicing":
       self.voicing_embed = param(rngs, (2, d), (None, "embed"), precision, std=1.0)
-    self.video_stem = HMLPStem(s.patch, d, precision, rngs=rngs)
+    self.video_stem = HMLPStem(layout.patch, d, precision, rngs=rngs)
     self.video_missing = param(rngs, (d,), ("embed",), precision, std=1.0)
     self.video_position = param(rngs, (layout.count(SlotKind.VIDEO), d), (None, "embed"),
                                 precision, std=1.0)
     self.kind_embed = param(rngs, (len(SlotKind), d), (None, "embed"), precision, std=1.0)
     self.time_proj = Dense(TIME_FEATURES, d, (None, "embed"), precision, rngs=rngs)
-    self.temporal = Transformer(temporal_dims(m), precision, remat=m.remat,
-                                scan_layers=m.scan_layers, rngs=rngs)
+    self.temporal = Transformer(c.temporal, precision, remat=c.remat, scan_layers=c.scan_layers,
+                                rngs=rngs)
 
     self.local_from_temporal = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
     self.local_from_slots = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
     self.local_position = param(rngs, (layout.output_len, d_local), (None, "embed"), precision,
                                 std=1.0)
-    self.local = Transformer(local_dims(m), precision, remat=m.remat, scan_layers=m.scan_layers,
+    self.local = Transformer(c.local, precision, remat=c.remat, scan_layers=c.scan_layers,
                              rngs=rngs)
-    self.text_head = Dense(d_local, m.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
+    self.text_head = Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
-    self.flow = FlowHead(d_local, s.frames_per_token, s.n_mels, m.flow_hidden, precision,
-                         rngs=rngs)
+    self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
+                         precision, rngs=rngs)
 
   # Embeddings ------------------------------------------------------------------------------
 
@@ -228,6 +245,27 @@ class InteractionModel(nnx.Module):
                        lambda: silence)
     mel = jnp.where(voiced[..., None, None], mel, silence)
     return mel, unit_to_bins(mel, self.dmel_bins)
+
+  # Counting ------------------------------------------------------------------------------------
+
+  def weight_applications(self, path: tuple[str, ...]) -> float:
+    """How many times the matmul weight at `path` (in this model's parameter tree) is applied
+    in the forward of one micro-turn: what counting.py charges FLOPs for."""
+    layout = self.layout
+    part = path[0]
+    if part == "temporal":
+      dims = self.temporal.dims
+      experts = dims.num_experts and "mlp" in path and path[-1] != "router"
+      return layout.turn_len * (dims.experts_per_token / dims.num_experts if experts else 1.0)
+    if part == "video_stem":
+      per_patch = {"stage1": (layout.patch // 4) ** 2, "stage2": (layout.patch // 8) ** 2,
+                   "stage3": 1}[path[1]]
+      return layout.count(SlotKind.VIDEO) * per_patch
+    text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+    return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
+            "local": layout.output_len, "text_head": text_slots,
+            "voicing_head": layout.count(SlotKind.AUDIO_OUT),
+            "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
 
   # Training forward ------------------------------------------------------------------------
 

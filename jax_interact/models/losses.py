@@ -25,6 +25,7 @@ from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
   text: float

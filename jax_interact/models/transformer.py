@@ -43,6 +43,16 @@ class Dims:
   rope_theta: float = 10000.0
   attention: str = "auto"  # kernel of whole-sequence attention (attention_kernels.KERNELS)
 
+  @classmethod
+  def from_config(cls, model_config) -> Dims:
+    """The main stack of config.model: the temporal model's, or the background LM's."""
+    m = model_config
+    return cls(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
+               n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
+               num_experts=m.num_experts, experts_per_token=m.experts_per_token,
+               expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
+               attention=m.attention)
+
 
 class Block(nnx.Module):
   """x + attn(norm(x)), then + mlp(norm(x)). Returns (x, the attention cache, MoE aux loss)."""
