@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from jax_interact.errors import ConfigError
-from jax_interact.models import attention_kernels
+from jax_interact.models import attention_kernels, registry
 from jax_interact.streams import timing
 
 
@@ -198,7 +198,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "data.num_workers": _non_negative,
     "data.prefetch": _positive,
     "data.seq_len": _positive,
-    "model.kind": _one_of("interaction", "background"),
+    "model.kind": _one_of(*registry.KINDS),
     "model.vocab_size": _positive,
     "model.d_model": _positive,
     "model.n_layers": _positive,

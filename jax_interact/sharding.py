@@ -202,8 +202,9 @@ def state_shardings(state, mesh: Mesh):
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
-  """Sharding of a batch array: leading axis over the batch axes, the rest replicated."""
-  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1)))
+  """Sharding of a batch array under the active rules (those of `use`, as `constrain` reads
+  them): leading axis over the axes `batch` maps to, the rest replicated."""
+  return NamedSharding(mesh, spec(("batch",) + (None,) * (ndim - 1)))
 
 
 def host_local_batch_size(global_batch: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import itertools
 import math
 import pathlib
@@ -33,7 +34,6 @@ from jax_interact import atomic, models, sharding
 from jax_interact import config as config_lib
 from jax_interact.models import counting
 from jax_interact.streams import tokenizer
-from jax_interact.streams.layout import Layout, random_batch
 from jax_interact.training import checkpointing, distributed, optimizer, preemption
 from jax_interact.training import metrics as metrics_lib
 from jax_interact.training import steps as steps_lib
@@ -92,27 +92,19 @@ class Diverged(RuntimeError):
 
 
 def tokens_per_step(config: ml_collections.ConfigDict) -> int:
-  """Sequence tokens in one global batch: batch * window * turn_len (background: * seq_len)."""
-  if config.model.kind == "background":
-    return config.data.batch_size * config.data.seq_len
-  layout = Layout.from_config(config.stream)
-  return config.data.batch_size * config.data.window * layout.turn_len
+  """Sequence tokens in one global batch: batch * tokens of a training example."""
+  return config.data.batch_size * models.kind_of(config).example_tokens(config)
 
 
 def random_batches(config: ml_collections.ConfigDict, stream: int) -> Callable[[int], Batch]:
   """index -> this process's share of a random global batch, a pure function of the seed."""
-  layout = Layout.from_config(config.stream)
   local_batch = sharding.host_local_batch_size(config.data.batch_size)
+  random_examples = models.kind_of(config).random_examples
 
   def batch(index: int) -> Batch:
     seed = int(np.random.SeedSequence([config.seed, stream, index, jax.process_index()])
                .generate_state(1)[0])
-    if config.model.kind == "background":
-      tokens = np.random.default_rng(seed).integers(
-          0, config.model.vocab_size, (local_batch, config.data.seq_len), dtype=np.int32)
-      return {"tokens": tokens, "loss_mask": np.ones(tokens.shape, np.float32)}
-    return random_batch(layout, local_batch, config.data.window, config.model.vocab_size,
-                        config.stream.dmel_bins, seed=seed)
+    return random_examples(config, local_batch, seed)
 
   return batch
 
@@ -133,11 +125,8 @@ def check_data_source(config: ml_collections.ConfigDict) -> None:
 
 def _data_iterator(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
   # Imported only by runs that read a dataset.
-  if config.model.kind == "background":
-    from data_pipelines.background_data import make_iterator
-  else:
-    from data_pipelines.grain_pipeline import make_iterator
-  return make_iterator(config, config.data.dir, split, seed=config.seed, train=train)
+  pipeline = importlib.import_module(models.kind_of(config).data_pipeline)
+  return pipeline.make_iterator(config, config.data.dir, split, seed=config.seed, train=train)
 
 
 def eval_batches(config: ml_collections.ConfigDict) -> list[Batch]:
@@ -261,7 +250,7 @@ def _params(state: nnx.State) -> nnx.State:
 
 def check_batch_divides(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   """Raises ConfigError unless the global batch splits over micro-batches and batch shards."""
-  axes = sharding.batch_sharding(mesh, 1).spec[0]
+  axes = sharding.logical_to_spec(("batch",), sharding.rules(config, mesh))[0]
   axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
   divisor = config.train.grad_accum * math.prod(mesh.shape[a] for a in axes)
   if config.data.batch_size % divisor:

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
-from jax_interact import sharding
-from jax_interact.models import InteractionModel, attention_kernels, loss_for
+from jax_interact import models, sharding
+from jax_interact.models import attention_kernels, loss_for
 from jax_interact.models.window import Window
 from jax_interact.streams.layout import Layout, random_batch
 
@@ -103,7 +103,7 @@ def test_tiny_training_loss_and_gradients_are_those_of_the_dense_kernel():
     layout = Layout.from_config(config.stream)
     batch = random_batch(layout, 2, config.data.window, config.model.vocab_size,
                          config.stream.dmel_bins, seed=0)
-    graphdef, params, rest = nnx.split(InteractionModel(config, rngs=nnx.Rngs(0)), nnx.Param,
+    graphdef, params, rest = nnx.split(models.build(config, nnx.Rngs(0)), nnx.Param,
                                        ...)
     loss_fn = loss_for(config)
     loss = lambda p: loss_fn(nnx.merge(graphdef, p, rest), batch, jax.random.key(0))[0]

@@ -1,14 +1,11 @@
 """The sliding-window-plus-sinks mask, and that cached (streaming) attention equals the full pass."""
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from jax_interact.models.attention import KeyValues
 from jax_interact.models.layers import Precision
 from jax_interact.models.transformer import Dims, Transformer
 from jax_interact.models.window import Window, attention_mask
@@ -56,23 +53,15 @@ def test_cached_steps_match_full_forward():
     model = Transformer(Dims(d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                              d_ff=32), Precision(), rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(model)
-  run = jax.jit(lambda state, x, pos, cache: nnx.merge(graphdef, state)(x, pos, window, cache))
+  run = jax.jit(lambda state, x, pos, cache: nnx.merge(graphdef, state)(x, window, pos, cache))
   x = jax.random.normal(jax.random.key(1), (batch, n_turns * turn_len, 16))
-  pos = jnp.broadcast_to(jnp.arange(n_turns * turn_len), x.shape[:2])
-  full, _, _ = run(state, x, pos, None)
+  full, _, _ = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x, window))(state, x)
 
-  slots = window.sinks + window.window_turns * turn_len + 1  # one spare slot stays empty
-  cache = KeyValues(jnp.zeros((2, batch, slots, 2, 8)), jnp.zeros((2, batch, slots, 2, 8)),
-                    -jnp.ones((batch, slots), jnp.int32))
-  ring = itertools.cycle(range(window.sinks, slots - 1))
+  pos = jnp.broadcast_to(jnp.arange(n_turns * turn_len), x.shape[:2])
+  cache = model.init_cache(batch, window.sinks + window.window_turns * turn_len)
   steps = []
   for t in range(n_turns):
     chunk = slice(t * turn_len, (t + 1) * turn_len)
-    y, new, _ = run(state, x[:, chunk], pos[:, chunk], cache)
+    y, cache, _ = run(state, x[:, chunk], pos[:, chunk], cache)
     steps.append(y)
-    where = np.array([p if p < window.sinks else next(ring) for p in range(chunk.start,
-                                                                           chunk.stop)])
-    cache = KeyValues(cache.k_BSKH.at[:, :, where].set(new.k_BSKH),
-                      cache.v_BSKH.at[:, :, where].set(new.v_BSKH),
-                      cache.pos_BS.at[:, where].set(new.pos_BS))
   np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=0)

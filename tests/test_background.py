@@ -54,7 +54,7 @@ def test_dispatch_builds_the_model_and_loss_of_the_kind():
 
 def test_loss_counts_only_the_masked_targets():
   config = background_config()
-  model = models.BackgroundModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   tokens = jax.random.randint(jax.random.key(1), (2, 12), 8, 64)
   mask = jnp.zeros((2, 12)).at[:, 6:9].set(1.0)
   loss, _ = models.background_loss_fn(model, {"tokens": tokens, "loss_mask": mask}, None)
@@ -80,7 +80,7 @@ def collect(job, limit_s=60.0):
 def test_lm_worker_streams_the_greedy_continuation(tokenizer):
   """Cached decoding in the worker's while_loop = argmax of the full forward, token by token."""
   config = background_config()
-  model = models.BackgroundModel(config, rngs=nnx.Rngs(3))
+  model = models.build(config, nnx.Rngs(3))
   worker = LMWorker(model, tokenizer, context_len=SEQ_LEN, max_new_tokens=MAX_NEW,
                     device=jax.devices()[1])
   package = f"0.0s user typed: {QUESTION}\ntask: {QUESTION}"

@@ -6,11 +6,10 @@ import pytest
 from flax import nnx
 
 from data_pipelines import dataset, synthetic
-from jax_interact import cli
+from jax_interact import cli, models
 from jax_interact import config as config_lib
 from jax_interact import evaluate as command
 from jax_interact.inference import trained as trained_lib
-from jax_interact.models import InteractionModel
 
 TASKS = ("turn_taking", "delegate", "interruption")
 
@@ -26,7 +25,7 @@ def data_dir(tmp_path_factory):
 def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir, tmp_path,
                                                                         monkeypatch):
   config = config_lib.load("configs/tiny.py", [f"data.dir={data_dir}"])
-  run = trained_lib.Trained(config, InteractionModel(config, rngs=nnx.Rngs(0)),
+  run = trained_lib.Trained(config, models.build(config, nnx.Rngs(0)),
                             dataset.load_tokenizer(data_dir), step=0)
   monkeypatch.setattr(command.trained_lib, "load", lambda workdir, checkpoint, overrides: run)
   out = tmp_path / "report"

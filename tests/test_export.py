@@ -46,7 +46,7 @@ def test_bundle_steps_bitwise_like_the_engine_without_model_code(workdir, tmp_pa
   manifest = json.loads((out / "bundle.json").read_text())
   assert manifest["checkpoint"] == {"which": "latest", "step": STEP}
   assert manifest["batch"] == 2 and manifest["platforms"] == ["cpu", "cuda", "tpu"]
-  assert manifest["state"]["k_LBCKH"]["shape"][1] == 2
+  assert manifest["state"]["cache/0/k_BSKH"]["shape"][0] == 2
   assert manifest["chunk"]["audio_in"]["dtype"] == "uint8"
   assert sorted(p.name for p in out.iterdir()) == [
       "bundle.json", "init.jax", "params.safetensors", "reset.jax", "step.jax",

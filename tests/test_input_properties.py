@@ -18,10 +18,10 @@ from test_trainer import SMALL, TINY
 
 from data_pipelines import array_records, dataset
 from jax_interact import config as config_lib
+from jax_interact import models
 from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
-from jax_interact.models import InteractionModel
 from jax_interact.streams.episode import EXAMPLE_KEYS
 
 # Few examples, the same each run (the suite runs on 2 cores); PROPERTY_EXAMPLES=1000 searches
@@ -53,7 +53,7 @@ def one_line(error: InputError) -> None:
 def engine():
   config = config_lib.load(TINY, [o for o in SMALL if o.startswith(("model.", "stream."))])
   engine = engine_lib.Engine(
-      session.program(InteractionModel(config, rngs=nnx.Rngs(0)), config), batch_size=2)
+      session.program(models.build(config, nnx.Rngs(0)), config), batch_size=2)
   engine.add("listener")  # row 0; row 1 stays free
   return engine
 

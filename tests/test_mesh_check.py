@@ -57,3 +57,14 @@ def test_batch_arrays_are_checked_against_the_batch_shards():
     with pytest.raises(ConfigError, match=r"batch array 'tokens' \[4, 3\] is 4, which "
                        r"config.mesh.data \* config.mesh.fsdp \* config.mesh.expert=8 does not divide"):
       trainer.Program.create(config, mesh).checked_steps(batch)
+
+
+def test_batches_are_placed_by_the_configured_rules():
+  """The rules that constrain activations in the step also place the batches it reads."""
+  config = small_config("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2")
+  config.sharding_rules = tuple((name, "data" if name == "batch" else target)
+                                for name, target in sharding.DEFAULT_RULES)
+  mesh = sharding.make_mesh(config.mesh)
+  with sharding.use(mesh, sharding.rules(config, mesh)):
+    assert sharding.batch_sharding(mesh, 3).spec == P("data", None, None)
+    assert sharding.spec(("batch", None, None)) == P("data", None, None)

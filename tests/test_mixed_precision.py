@@ -9,9 +9,8 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
-from jax_interact import sharding, trainer
+from jax_interact import models, sharding, trainer
 from jax_interact.inference import session
-from jax_interact.models import InteractionModel
 from jax_interact.streams.layout import random_batch
 
 STEPS = 20
@@ -60,7 +59,7 @@ def test_bfloat16_model_computes_in_bfloat16_and_serves_with_the_same_numbers():
   """Activations are bfloat16, logits float32; the decode step reads weights stored in
   bfloat16 (norm scales in float32) and gives what float32 weights cast at use give."""
   config = config_lib.load("configs/tiny.py", SMALL + ["model.dtype=bfloat16"])
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   batch = random_batch(model.layout, 2, 2, config.model.vocab_size, config.stream.dmel_bins, 0)
   graphdef, state = nnx.split(model)
   out = jax.jit(lambda s, b: nnx.merge(graphdef, s)(b))(state, batch)

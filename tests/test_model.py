@@ -10,14 +10,13 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
-from jax_interact import sharding
+from jax_interact import models, sharding
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
-from jax_interact.models import InteractionModel, counting, decisions, loss_fn, losses
+from jax_interact.models import counting, decisions, loss_fn, losses
 from jax_interact.models.losses import LossWeights, slot_weights
-from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind,
-                                         random_batch)
-from jax_interact.streams.dmel import SILENCE_BIN
+from jax_interact.streams.dmel import SILENCE_BIN, voiced
+from jax_interact.streams.layout import GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, random_batch
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 B, N = 2, 4
@@ -41,7 +40,7 @@ def _config() -> ml_collections.ConfigDict:
 def setup():
   config = _config()
   layout = Layout.from_config(config.stream)
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   graphdef, state = nnx.split(model)
   loss = jax.jit(lambda batch, rng: loss_fn(nnx.merge(graphdef, state), batch, rng,
                                             weights=LossWeights.from_config(config.loss)))
@@ -156,7 +155,7 @@ def test_parameters_carry_logical_sharding():
   config = _config()
   mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 2, "fsdp": 2, "tensor": 2}))
   with sharding.use(mesh):
-    abstract = nnx.eval_shape(lambda: InteractionModel(config, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
     specs = nnx.get_partition_spec(nnx.state(abstract, nnx.Param))
   w_q = specs["temporal"]["blocks"]["attn"]["w_q"]
   assert tuple(w_q.get_value()) == (None, "fsdp", "tensor", None)
@@ -247,3 +246,26 @@ def test_own_predictions_feed_back_the_models_decisions(setup):
   same = feed(batch, 0.0)
   np.testing.assert_array_equal(same["text_out"], batch["text_out"])
   np.testing.assert_array_equal(same["user_transcript"], batch["user_transcript"])
+
+
+def test_own_predictions_feed_back_the_models_voicing():
+  """A model that hears its own audio as voicing is fed back its own voicing decisions: an audio
+  slot is voiced exactly where its voicing logit is positive, and keeps its target's bins where
+  both agree it is voiced."""
+  config = _config()
+  config.model.audio_feedback = "voicing"
+  layout = Layout.from_config(config.stream)
+  model = models.build(config, nnx.Rngs(0))
+  batch = jax.tree.map(jnp.asarray, _batch(config, layout, seed=4))
+  graphdef, state = nnx.split(model)
+  run = jax.jit(lambda batch: (
+      nnx.merge(graphdef, state)(batch)["voicing_logits"],
+      losses.with_own_predictions(nnx.merge(graphdef, state), batch, jax.random.key(0), 1.0,
+                                  config.sample.silence_threshold)))
+  voicing_logits, fed = run(batch)
+  own_voiced = np.asarray(voicing_logits > 0)
+  assert 0 < own_voiced.mean() < 1
+  np.testing.assert_array_equal(np.asarray(voiced(fed["audio_out"])), own_voiced)
+  keep = own_voiced & np.asarray(voiced(batch["audio_out"]))
+  np.testing.assert_array_equal(np.asarray(fed["audio_out"])[keep],
+                                np.asarray(batch["audio_out"])[keep])

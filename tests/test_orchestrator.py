@@ -5,13 +5,13 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
+from jax_interact import models
 from jax_interact.background import workers
 from jax_interact.background.orchestrator import Orchestrator
 from jax_interact.background.transcript import USER_TYPED
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
 from jax_interact.inference.chunks import episode_chunks
-from jax_interact.models import InteractionModel
 from jax_interact.streams.episode import Episode, Word
 from jax_interact.streams.timing import SAMPLE_RATE
 from jax_interact.streams.tokenizer import BG, BG_END, PAD, Tokenizer, train_tokenizer
@@ -56,7 +56,7 @@ class Recorder:
 def engine():
   config = tiny_config()
   engine = engine_lib.Engine(
-      session.program(InteractionModel(config, rngs=nnx.Rngs(0)), config), batch_size=2)
+      session.program(models.build(config, nnx.Rngs(0)), config), batch_size=2)
   engine.recorder = Recorder(engine)
   return engine
 

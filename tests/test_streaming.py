@@ -7,10 +7,10 @@ import pytest
 from flax import nnx
 
 from jax_interact import config as config_lib
+from jax_interact import models
 from jax_interact.errors import InputError
 from jax_interact.inference import engine as engine_lib
 from jax_interact.inference import session
-from jax_interact.models import InteractionModel
 from jax_interact.models.flow import bins_to_unit
 from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import random_batch
@@ -25,7 +25,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def model(config):
-  return InteractionModel(config, rngs=nnx.Rngs(0))
+  return models.build(config, nnx.Rngs(0))
 
 
 def test_voicing_feedback_stream_matches_forward():
@@ -33,7 +33,7 @@ def test_voicing_feedback_stream_matches_forward():
   config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
                                                "model.sinks=3", "model.audio_feedback=voicing"])
   test_teacher_forced_stream_matches_forward_past_the_window(
-      config, InteractionModel(config, rngs=nnx.Rngs(0)))
+      config, models.build(config, nnx.Rngs(0)))
 
 
 def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
@@ -54,7 +54,8 @@ def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
     np.testing.assert_allclose(out["voicing_logits"], expected_voicing[:, t], atol=1e-5, rtol=0)
     for key in session.OUTPUT_KEYS:  # what is fed back is the forced segment
       np.testing.assert_array_equal(out[key], batch[key][:, t])
-  assert int(jnp.max(state.pos_BC)) == n_turns * model.layout.turn_len - model.layout.output_len - 1
+  last = n_turns * model.layout.turn_len - model.layout.output_len - 1
+  assert max(int(jnp.max(layer.pos_BS)) for layer in state.cache) == last
 
 
 def _chunks(layout, n, seed):
@@ -74,14 +75,15 @@ def test_reset_and_evict_leave_other_rows_alone(config, model):
   chunks_a, chunks_b = _chunks(model.layout, 3, 0), _chunks(model.layout, 3, 1)
   for ca, cb in zip(chunks_a, chunks_b):
     engine.step({a: ca, b: cb})
-  untouched = jax.device_get(engine.state.k_LBCKH[:, a])
+  untouched = jax.device_get([layer.k_BSKH[a] for layer in engine.state.cache])
 
   engine.evict(b)
   c = engine.add("c")  # takes b's row, starting from micro-turn 0
   assert c == b
-  np.testing.assert_array_equal(jax.device_get(engine.state.k_LBCKH[:, a]), untouched)
+  np.testing.assert_array_equal(
+      jax.device_get([layer.k_BSKH[a] for layer in engine.state.cache]), untouched)
   assert int(engine.state.turn_B[c]) == 0 and int(engine.state.turn_B[a]) == 3
-  assert np.all(jax.device_get(engine.state.pos_BC[c]) == -1)
+  assert all(np.all(jax.device_get(layer.pos_BS[c]) == -1) for layer in engine.state.cache)
 
   # The new session produces what a session alone in a fresh engine produces.
   fresh = engine_lib.Engine(session.program(model, config), batch_size=2, seed=3)

@@ -22,7 +22,6 @@ from jax.experimental import io_callback
 
 from jax_interact.background.transcript import package_ids
 from jax_interact.background.workers import Job, task_of
-from jax_interact.models.attention import KeyValues
 from jax_interact.models.background import BackgroundModel
 from jax_interact.streams.tokenizer import EOS, PAD, Tokenizer
 
@@ -37,10 +36,8 @@ def _generate(graphdef: nnx.GraphDef, max_new_tokens: int, emit, params: nnx.Sta
   p = prompt_P.shape[0]
   pos_P = jnp.arange(p, dtype=jnp.int32) - (p - length)
   pos_P = jnp.where(pos_P < 0, -1, pos_P)  # padding: never attended to
-  logits_1PV, prompt_kv, _ = model(prompt_P[None], pos_P[None])
-  pad_CKH = ((0, 0), (0, 0), (0, max_new_tokens), (0, 0), (0, 0))
-  cache = KeyValues(jnp.pad(prompt_kv.k_BSKH, pad_CKH), jnp.pad(prompt_kv.v_BSKH, pad_CKH),
-                    jnp.pad(pos_P[None], ((0, 0), (0, max_new_tokens)), constant_values=-1))
+  cache = model.init_cache(1, p + max_new_tokens)
+  logits_1PV, cache, _ = model(prompt_P[None], pos_P[None], cache)
 
   def keep_going(carry):
     i, _, _, stop = carry
@@ -52,12 +49,7 @@ def _generate(graphdef: nnx.GraphDef, max_new_tokens: int, emit, params: nnx.Sta
     cancelled = io_callback(emit, jax.ShapeDtypeStruct((), jnp.bool_), token, ended,
                             ordered=True)
     pos_11 = jnp.reshape(length + i, (1, 1)).astype(jnp.int32)
-    logits_11V, kv, _ = model(token.reshape(1, 1), pos_11, cache)
-    slot = p + i
-    cache = KeyValues(
-        jax.lax.dynamic_update_slice_in_dim(cache.k_BSKH, kv.k_BSKH, slot, axis=2),
-        jax.lax.dynamic_update_slice_in_dim(cache.v_BSKH, kv.v_BSKH, slot, axis=2),
-        jax.lax.dynamic_update_slice_in_dim(cache.pos_BS, pos_11, slot, axis=1))
+    logits_11V, cache, _ = model(token.reshape(1, 1), pos_11, cache)
     next_token = jnp.argmax(logits_11V[0, -1]).astype(jnp.int32)
     return i + (~ended).astype(jnp.int32), next_token, cache, ended | cancelled
 

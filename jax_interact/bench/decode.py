@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_interact import atomic, bench
+from jax_interact import atomic, bench, models
 from jax_interact import config as config_lib
 from jax_interact.background import orchestrator as orchestrator_lib
 from jax_interact.background import workers
@@ -102,7 +102,7 @@ def measure(model: InteractionModel, config, batch: int, micro_turns: int,
       "sessions_per_device_at_real_time": batch * config.stream.chunk_ms / result["p99_step_ms"],
   })
   if bandwidth:
-    bytes_read = _bytes(params) + _bytes((state.k_LBCKH, state.v_LBCKH))
+    bytes_read = _bytes(params) + _bytes([(layer.k_BSKH, layer.v_BSKH) for layer in state.cache])
     bound_ms = bytes_read / bandwidth * 1000
     result.update({"bytes_read_per_step": bytes_read, "bandwidth_bound_ms": bound_ms,
                    "p50_over_bandwidth_bound": result["p50_step_ms"] / bound_ms})
@@ -118,7 +118,7 @@ def measure_background(config, batch: int, micro_turns: int, tool: str,
     train_tokenizer(["what is 17 times 23", "17 times 23 is 391", "think about it slowly"] * 4,
                     f"{tmp}/tokenizer.model", vocab_size=48)
     tokenizer = Tokenizer.load(f"{tmp}/tokenizer.model")
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   engine_ = engine.Engine(session.program(model, config), batch)
   result = {"background": tool, "delegate_every": delegate_every}
   for label, delegating in (("without", False), ("with", True)):
@@ -157,7 +157,7 @@ HEADLINE = ("batch", "p50_step_ms", "p99_step_ms", "p50_step_ms_per_session", "r
 def run(config, batches, micro_turns: int, agreement_turns: int | None = None,
         background: str | None = None, delegate_every: int = 25) -> dict:
   """The benchmark's JSON: a run per batch size, the agreement check, the headline."""
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   bandwidth = _copy_bandwidth()
   runs = []
   for batch in batches:

@@ -28,11 +28,10 @@ import aiohttp
 import numpy as np
 from flax import nnx
 
-from jax_interact import atomic, bench
+from jax_interact import atomic, bench, models
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import session
-from jax_interact.models import InteractionModel
 from jax_interact.serving import server as server_lib
 from jax_interact.streams.timing import SAMPLE_RATE
 from jax_interact.streams.tokenizer import FILENAME, Tokenizer, train_tokenizer
@@ -173,7 +172,7 @@ def counts_up_to(n: int) -> list[int]:
 def measure(config, clients: int, seconds: float, data: str | None) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     episodes, tokenizer = _episodes(data, pathlib.Path(tmp))
-  model = InteractionModel(config, rngs=nnx.Rngs(0))
+  model = models.build(config, nnx.Rngs(0))
   served = server_lib.Served(session.program(model, config), tokenizer, config, 0)
   runs = []
   for n in counts_up_to(clients):

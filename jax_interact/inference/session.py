@@ -1,17 +1,17 @@
 """Streaming sessions (SPEC §7): the pure, jitted micro-turn step over a ring-buffer KV cache.
 
-`SessionState` holds, for B sessions in one batch, the temporal model's keys and values in a
-ring buffer of `sinks + window_turns * turn_len` slots (sinks first, never overwritten), the
-absolute position each slot holds (-1: empty), the next micro-turn index, the previous
-micro-turn's output segment (fed to the temporal model at the start of the next step) and a
-PRNG key per session. Its size is fixed when the session starts, however long it runs.
+`SessionState` holds, for B sessions in one batch, the temporal model's cache
+(`model.init_cache`: per layer, keys and values in a ring buffer of `sinks + window_turns *
+turn_len` slots, sinks first and never overwritten, with the absolute position each slot holds),
+the next micro-turn index, the previous micro-turn's output segment (fed to the temporal model
+at the start of the next step) and a PRNG key per session. Its size is fixed when the session
+starts, however long it runs.
 
 `step(model, state, chunk)` for micro-turn t:
   1. embeds [output segment of t-1] + [input segment of t] (turn_len tokens, positions
      (t-1)*L + input_len ... t*L + input_len - 1) and runs the temporal model over them
-     against the cache, with the same mask function as training;
-  2. writes their keys/values into the ring;
-  3. runs the local decoder slot by slot over the output segment of t (unrolled, each slot one
+     against the cache, with the same mask function as training, which writes them into it;
+  2. runs the local decoder slot by slot over the output segment of t (unrolled, each slot one
      token against a cache of the earlier slots): text slots sampled from the text head, audio
      slots from the voicing and flow heads, each fed back.
 At t = 0 there is no previous output segment: its tokens are computed but given positions -1,
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_interact.inference import engine
-from jax_interact.models.attention import KeyValues
+from jax_interact.models.attention import KVCache
 from jax_interact.models.decisions import greedy_text
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
@@ -67,26 +67,15 @@ class Sampling:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class SessionState:
-  k_LBCKH: jax.Array  # cached keys [layers, B, capacity, kv_heads, head_dim]
-  v_LBCKH: jax.Array
-  pos_BC: jax.Array  # int32 absolute position held by each cache slot, -1 when empty
+  cache: tuple[KVCache, ...]  # the temporal model's, one per layer (model.init_cache)
   turn_B: jax.Array  # int32 micro-turn the next step runs
   prev_outputs: dict[str, jax.Array]  # output segment of the previous micro-turn (OUTPUT_KEYS)
   rng_B: jax.Array  # one PRNG key per session
 
 
-def capacity(model: InteractionModel) -> int:
-  window = model.window
-  return window.sinks + window.window_turns * window.turn_len
-
-
 def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
-  dims, c = model.temporal.dims, capacity(model)
-  shape = (dims.n_layers, batch, c, dims.n_kv_heads, dims.head_dim)
-  dtype = model.precision.dtype
   return SessionState(
-      k_LBCKH=jnp.zeros(shape, dtype), v_LBCKH=jnp.zeros(shape, dtype),
-      pos_BC=jnp.full((batch, c), -1, jnp.int32), turn_B=jnp.zeros((batch,), jnp.int32),
+      cache=model.init_cache(batch), turn_B=jnp.zeros((batch,), jnp.int32),
       prev_outputs={k: jnp.asarray(v) for k, v in empty_outputs(model.layout, batch).items()},
       rng_B=jax.random.split(jax.random.PRNGKey(seed), batch))
 
@@ -101,23 +90,10 @@ def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
   fresh = dataclasses.replace(
       fresh, rng_B=jnp.broadcast_to(jax.random.PRNGKey(seed), fresh.rng_B.shape))
 
-  def select(batch_axis):
-    def pick(new, old):
-      shape = [1] * new.ndim
-      shape[batch_axis] = -1
-      return jnp.where(rows_B.reshape(shape), new, old)
-    return pick
+  def pick(new, old):
+    return jnp.where(rows_B.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
-  cache = select(1)
-  return SessionState(
-      k_LBCKH=cache(fresh.k_LBCKH, state.k_LBCKH), v_LBCKH=cache(fresh.v_LBCKH, state.v_LBCKH),
-      **{f: jax.tree.map(select(0), getattr(fresh, f), getattr(state, f))
-         for f in ("pos_BC", "turn_B", "prev_outputs", "rng_B")})
-
-
-def _ring_slots(pos_BT: jax.Array, sinks: int, ring: int) -> jax.Array:
-  """Cache slot of each absolute position: sinks keep theirs, the rest wrap around the ring."""
-  return jnp.where(pos_BT < sinks, pos_BT, sinks + (pos_BT - sinks) % ring)
+  return jax.tree.map(pick, fresh, state)
 
 
 def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> jax.Array:
@@ -135,8 +111,8 @@ def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> 
 
 def _temporal(model: InteractionModel, state: SessionState,
               chunk: dict[str, jax.Array]) -> tuple[jax.Array, SessionState]:
-  """Steps 1 and 2: temporal pass over [previous output segment, input segment]."""
-  layout, window = model.layout, model.window
+  """Step 1: temporal pass over [previous output segment, input segment]."""
+  layout = model.layout
   turn_B = state.turn_B
   prev = model.embed_output_segment(*(state.prev_outputs[k] for k in OUTPUT_KEYS))
   new = model.embed_input_segment(turn_B, chunk["text_in"], chunk["video"], chunk["video_mask"],
@@ -146,27 +122,14 @@ def _temporal(model: InteractionModel, state: SessionState,
   pos_BT = first_B[:, None] + jnp.arange(layout.turn_len, dtype=jnp.int32)
   pos_BT = jnp.where(pos_BT < 0, -1, pos_BT)  # no previous output segment at t = 0
 
-  context = KeyValues(state.k_LBCKH, state.v_LBCKH, state.pos_BC)
-  h_BTD, new_kv, _ = model.temporal(x_BTD, pos_BT, window, context, unroll=True)
-
-  ring = window.window_turns * window.turn_len
-  slots_BT = _ring_slots(pos_BT, window.sinks, ring)
-  written = pos_BT >= 0
-  rows_B1 = jnp.arange(turn_B.shape[0])[:, None]
-  # Rows with nothing to write (t = 0) target an out-of-range slot, which scatter drops.
-  slots_BT = jnp.where(written, slots_BT, state.pos_BC.shape[1])
-  k = state.k_LBCKH.at[:, rows_B1, slots_BT].set(new_kv.k_BSKH.astype(state.k_LBCKH.dtype),
-                                                 mode="drop")
-  v = state.v_LBCKH.at[:, rows_B1, slots_BT].set(new_kv.v_BSKH.astype(state.v_LBCKH.dtype),
-                                                 mode="drop")
-  pos = state.pos_BC.at[rows_B1, slots_BT].set(pos_BT, mode="drop")
+  h_BTD, cache = model.temporal_step(x_BTD, pos_BT, state.cache)
   hidden_BD = h_BTD[:, -1]  # the last input position of micro-turn t
-  return hidden_BD, dataclasses.replace(state, k_LBCKH=k, v_LBCKH=v, pos_BC=pos)
+  return hidden_BD, dataclasses.replace(state, cache=cache)
 
 
 def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, sampling: Sampling,
            forced: dict[str, jax.Array] | None):
-  """Step 3: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
+  """Step 2: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
   mel).
 
   The slots are unrolled (their kinds are known when tracing, so each runs its own head without
@@ -179,23 +142,13 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
   k, m = layout.frames_per_token, layout.n_mels
   if forced is not None:
     forced_text = jnp.concatenate([forced["user_transcript"], forced["text_out"]], axis=1)
-  dims = model.local.dims
-  cache_shape = (dims.n_layers, b, len(kinds_K), dims.n_kv_heads, dims.head_dim)
-  cache = KeyValues(jnp.zeros(cache_shape, model.precision.dtype),
-                    jnp.zeros(cache_shape, model.precision.dtype),
-                    jnp.broadcast_to(jnp.arange(len(kinds_K), dtype=jnp.int32), cache_shape[1:3]))
-  positions_KD = model.local_position[...].astype(model.precision.dtype)
+  cache = model.init_local_cache(b)
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
 
   x_BD = model.local_from_temporal(hidden_BD)
   text_ids, text_logits, voicing_logits, audio_bins, mels = [], [], [], [], []
   for j, kind in enumerate(kinds_K):
-    earlier = KeyValues(cache.k_BSKH[:, :, :j], cache.v_BSKH[:, :, :j], cache.pos_BS[:, :j])
-    y_B1D, new, _ = model.local((x_BD + positions_KD[j])[:, None], cache.pos_BS[:, j:j + 1],
-                                model.local_window, earlier, unroll=True)
-    h_BD = y_B1D[:, 0]
-    cache = KeyValues(cache.k_BSKH.at[:, :, j].set(new.k_BSKH[:, :, 0]),
-                      cache.v_BSKH.at[:, :, j].set(new.v_BSKH[:, :, 0]), cache.pos_BS)
+    h_BD, cache = model.local_step(x_BD, j, cache)
     if kind == SlotKind.AUDIO_OUT:
       voicing_B = model.voicing_logits(h_BD)
       noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(
@@ -272,7 +225,7 @@ def program(model: InteractionModel, config) -> engine.Program:
   params, run = jit_step(model, Sampling.from_config(config.sample))
   return engine.Program(
       layout=model.layout, dmel_spec=DMelSpec.from_config(config.stream),
-      vocab_size=model.text_head.w.shape[-1], params=params,
+      vocab_size=model.vocab_size, params=params,
       init_state=lambda batch, seed: init_state(model, batch, seed),
       reset=jax.jit(lambda state, rows_B, seed: reset(model, state, rows_B, seed),
                     donate_argnums=(0,)),

@@ -8,46 +8,73 @@ LM worker (jax_interact/background/lm_worker.py) against a KV cache.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from jax_interact.models.attention import KeyValues, Window
+from jax_interact.models.attention import KVCache, Window
 from jax_interact.models.embeddings import TextEmbed
-from jax_interact.models.interaction import temporal_dims
 from jax_interact.models.layers import Dense, Precision, placement
-from jax_interact.models.transformer import Transformer
+from jax_interact.models.transformer import Dims, Transformer
 
 # Every earlier token is visible: one token per "micro-turn", a window no sequence reaches.
 CAUSAL = Window(turn_len=1, window_turns=2**30, sinks=0)
 
 
-class BackgroundModel(nnx.Module):
-  """`BackgroundModel(config, rngs=nnx.Rngs(seed))`; sizes from config.model."""
+@dataclasses.dataclass(frozen=True)
+class BackgroundConfig:
+  """What a BackgroundModel is built from (config.model)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+  vocab_size: int
+  precision: Precision
+  dims: Dims
+  remat: str
+  scan_layers: bool
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> BackgroundConfig:
+    m = config.model
+    return cls(vocab_size=m.vocab_size, precision=Precision.from_config(m),
+               dims=Dims.from_config(m), remat=m.remat, scan_layers=m.scan_layers)
+
+
+class BackgroundModel(nnx.Module):
+  """`BackgroundModel(BackgroundConfig.from_config(config), rngs=nnx.Rngs(seed),
+  moe_aux_weight=config.loss.moe_aux_weight)`: `background_loss_fn` weighs the MoE auxiliary
+  loss by the model's `moe_aux_weight`, so that it needs nothing else of the config."""
+
+  def __init__(self, config: BackgroundConfig, *, rngs: nnx.Rngs, moe_aux_weight: float):
+    self.moe_aux_weight = moe_aux_weight
     with placement():
       self._build(config, rngs)
 
-  def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
-    m = config.model
-    self.precision = Precision.from_config(m)
-    self.text_embed = TextEmbed(m.vocab_size, m.d_model, self.precision, rngs=rngs)
-    self.moe_aux_weight = config.loss.moe_aux_weight
-    self.transformer = Transformer(temporal_dims(m), self.precision, remat=m.remat,
-                                   scan_layers=m.scan_layers, rngs=rngs)
-    self.text_head = Dense(m.d_model, m.vocab_size, ("embed", "vocab"), self.precision, rngs=rngs)
+  def _build(self, c: BackgroundConfig, rngs: nnx.Rngs) -> None:
+    self.precision = c.precision
+    self.vocab_size = c.vocab_size
+    self.text_embed = TextEmbed(c.vocab_size, c.dims.d_model, self.precision, rngs=rngs)
+    self.transformer = Transformer(c.dims, self.precision, remat=c.remat,
+                                   scan_layers=c.scan_layers, rngs=rngs)
+    self.text_head = Dense(c.dims.d_model, c.vocab_size, ("embed", "vocab"), self.precision,
+                           rngs=rngs)
+
+  def init_cache(self, batch: int, slots: int) -> tuple[KVCache, ...]:
+    """An empty cache for `batch` sequences of up to `slots` tokens (positions 0..slots-1)."""
+    return self.transformer.init_cache(batch, slots)
 
   def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
-               context: KeyValues | None = None) -> tuple[jax.Array, KeyValues, jax.Array]:
-    """(logits float32 [B, T, vocab], the tokens' keys/values per layer, MoE aux loss).
+               cache: tuple[KVCache, ...] | None = None
+               ) -> tuple[jax.Array, tuple[KVCache, ...] | None, jax.Array]:
+    """(logits float32 [B, T, vocab], the cache, MoE aux loss).
 
-    Positions default to 0..T-1; with `context` (cached keys/values of earlier tokens) the new
-    tokens attend to those first, as in the interaction model's streaming step.
+    Without `cache`, whole sequences at positions 0..T-1 (training). With one (`init_cache`),
+    new tokens at absolute positions `pos_BT` (-1: padding, neither attended to nor cached)
+    after the cached ones, written into it.
     """
-    h_BTD, kv, aux_loss = self.transformer(self.text_embed(tokens_BT), pos_BT, CAUSAL, context)
-    return self.text_head(h_BTD, out_dtype=jnp.float32), kv, aux_loss
+    h_BTD, cache, aux_loss = self.transformer(self.text_embed(tokens_BT), CAUSAL, pos_BT, cache)
+    return self.text_head(h_BTD, out_dtype=jnp.float32), cache, aux_loss
 
 
 def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],

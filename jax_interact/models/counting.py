@@ -12,10 +12,11 @@ micro-turn is
     data.window micro-turns under the window-plus-sinks mask)
   + local attention: local_layers * 4 * local_heads * local_head_dim * sum_{j<K} (j + 1).
 
-Applications per micro-turn: temporal blocks turn_len (MoE experts: turn_len * k / E); local
-decoder blocks K = output_len (it runs only over output slots); local input projections 1 and
-K - 1; text head K_ut + K_to; flow head K_ao (one velocity evaluation per audio slot); hMLP
-stages (P/4)^2, (P/8)^2 and 1 per video patch; time projection 1. Table lookups (text, dMel bag,
+Applications per micro-turn (the model's `weight_applications`): temporal blocks turn_len (MoE
+experts: turn_len * k / E); local decoder blocks K = output_len (it runs only over output
+slots); local input projections 1 and K - 1; text head K_ut + K_to; flow head K_ao (one velocity
+evaluation per audio slot); hMLP stages (P/4)^2, (P/8)^2 and 1 per video patch; time projection
+1. Table lookups (text, dMel bag,
 kind, position embeddings) count zero FLOPs, as embeddings do in LLM FLOP counts.
 
 A background LM (model.kind "background") counts as LLMs do: 6 x (matmul parameters) plus
@@ -38,17 +39,24 @@ from flax import nnx
 
 from jax_interact import models
 from jax_interact.models import attention_kernels
-from jax_interact.models.interaction import local_dims, temporal_dims
+from jax_interact.models.interaction import InteractionConfig
 from jax_interact.models.transformer import Dims
 from jax_interact.models.window import attention_mask
 from jax_interact.streams.layout import TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
-def _abstract_params(config: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], tuple]]:
+def _abstract_model(config: ml_collections.ConfigDict) -> nnx.Module:
   with nnx.use_eager_sharding(False):
-    model = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
+
+
+def _param_shapes(model: nnx.Module) -> list[tuple[tuple[str, ...], tuple]]:
   flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
   return [(tuple(str(k) for k in path), tuple(var.shape)) for path, var in flat]
+
+
+def _abstract_params(config: ml_collections.ConfigDict) -> list[tuple[tuple[str, ...], tuple]]:
+  return _param_shapes(_abstract_model(config))
 
 
 def param_count(config: ml_collections.ConfigDict) -> int:
@@ -67,24 +75,6 @@ def _is_matmul(path: tuple[str, ...]) -> bool:
   return path[-1] in ("w", "router") or path[-1].startswith("w_")
 
 
-def _uses_per_turn(path: tuple[str, ...], config: ml_collections.ConfigDict,
-                   layout: Layout) -> float:
-  """How many times the weight at `path` is applied in the forward of one micro-turn."""
-  m, patch = config.model, config.stream.patch
-  text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
-  part = path[0]
-  if part == "temporal":
-    experts = m.num_experts and "mlp" in path and path[-1] != "router"
-    return layout.turn_len * (m.experts_per_token / m.num_experts if experts else 1.0)
-  if part == "video_stem":
-    per_patch = {"stage1": (patch // 4) ** 2, "stage2": (patch // 8) ** 2, "stage3": 1}[path[1]]
-    return layout.count(SlotKind.VIDEO) * per_patch
-  return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
-          "local": layout.output_len, "text_head": text_slots,
-          "voicing_head": layout.count(SlotKind.AUDIO_OUT),
-          "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
-
-
 def _visible_keys_per_turn(config: ml_collections.ConfigDict, layout: Layout) -> float:
   """Keys visible to the queries of one micro-turn, averaged over a training window."""
   m = config.model
@@ -96,11 +86,12 @@ def _visible_keys_per_turn(config: ml_collections.ConfigDict, layout: Layout) ->
 def forward_flops_per_turn(config: ml_collections.ConfigDict) -> float:
   layout = Layout.from_config(config.stream)
   m = config.model
-  matmul = sum(2.0 * np.prod(shape) * _uses_per_turn(path, config, layout)
-               for path, shape in _abstract_params(config) if _is_matmul(path))
+  model = _abstract_model(config)
+  matmul = sum(2.0 * np.prod(shape) * model.weight_applications(path)
+               for path, shape in _param_shapes(model) if _is_matmul(path))
   temporal_attention = (m.n_layers * 4.0 * m.n_heads * m.head_dim *
                         _visible_keys_per_turn(config, layout))
-  local = local_dims(m)
+  local = InteractionConfig.from_config(config).local
   k = layout.output_len
   local_attention = local.n_layers * 4.0 * local.n_heads * local.head_dim * k * (k + 1) / 2
   return matmul + temporal_attention + local_attention
@@ -178,7 +169,7 @@ def train_memory(config: ml_collections.ConfigDict, devices: int) -> dict[str, f
   act = jnp.dtype(m.dtype).itemsize
   windows = config.data.batch_size / config.train.grad_accum / (
       sizes["data"] * sizes["fsdp"] * sizes["expert"])
-  kept, everything = _layer_values_per_token(temporal_dims(m), m.remat)
+  kept, everything = _layer_values_per_token(Dims.from_config(m), m.remat)
   kernel = attention_kernels.choose(m.attention, m.dtype)
   if m.kind == "background":
     tokens = windows * config.data.seq_len
@@ -192,7 +183,7 @@ def train_memory(config: ml_collections.ConfigDict, devices: int) -> dict[str, f
             else _visible_keys_per_turn(config, layout) / layout.turn_len)
     patch, width = config.stream.patch, max(m.d_model // 4, 16)
     stem_values = ((patch // 4) ** 2 + (patch // 8) ** 2) * width * 3  # linear, norm, gelu
-    local = local_dims(m)
+    local = InteractionConfig.from_config(config).local
     local_kept, local_everything = _layer_values_per_token(local, m.remat)
     text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
     heads = (turns * layout.count(SlotKind.VIDEO) * stem_values * act +

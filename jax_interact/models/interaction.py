@@ -9,12 +9,15 @@ through a voicing logit (is this 40 ms token voiced at all?) and, for voiced one
 flow-matching head. An unvoiced slot is exact silence-mel (SPEC §4): speaking is a decision.
 
 Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
-`embed_output_segment`, `temporal` (new tokens + cached keys/values, see transformer.py),
-`local_inputs` + `local` (causal, so slot j's hidden state depends only on slots < j: a runtime
-decodes slot by slot against a small cache), `text_logits`, `voicing_logits` and `sample_audio`.
+`embed_output_segment`, `temporal_step` (new tokens against the temporal cache of
+`init_cache`), `local_step` (causal, so slot j's hidden state depends only on slots < j: a
+runtime decodes slot by slot against the cache of `init_local_cache`), `local_next_input`,
+`text_logits`, `voicing_logits` and `sample_audio`.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +26,7 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.errors import ConfigError
-from jax_interact.models.attention import Window
+from jax_interact.models.attention import KVCache, Window
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
@@ -33,73 +36,88 @@ from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 
 
-def temporal_dims(model_config) -> Dims:
-  m = model_config
-  return Dims(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads,
-              n_kv_heads=m.n_kv_heads, head_dim=m.head_dim, d_ff=m.d_ff,
-              num_experts=m.num_experts, experts_per_token=m.experts_per_token,
-              expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
-              attention=m.attention)
+@dataclasses.dataclass(frozen=True)
+class InteractionConfig:
+  """What an InteractionModel is built from: config.model's sizes and the stream format
+  (config.stream) it reads and writes."""
 
+  layout: Layout
+  dmel_bins: int
+  vocab_size: int
+  precision: Precision
+  temporal: Dims
+  local: Dims
+  window_turns: int  # W: sliding attention window in micro-turns
+  sinks: int
+  flow_hidden: int
+  flow_steps: int
+  audio_feedback: str  # "dmel" | "voicing": what the model hears of its own audio
+  remat: str
+  scan_layers: bool
 
-def local_dims(model_config) -> Dims:
-  m = model_config
-  if m.local_d_model % m.local_heads:
-    raise ConfigError("config.model.local_heads", f"got {m.local_heads}, expected a divisor of "
-                      f"model.local_d_model={m.local_d_model}")
-  return Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
-              n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
-              d_ff=m.local_d_ff, rope_theta=m.rope_theta, attention=m.attention)
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> InteractionConfig:
+    m = config.model
+    if m.local_d_model % m.local_heads:
+      raise ConfigError("config.model.local_heads", f"got {m.local_heads}, expected a divisor "
+                        f"of model.local_d_model={m.local_d_model}")
+    local = Dims(d_model=m.local_d_model, n_layers=m.local_layers, n_heads=m.local_heads,
+                 n_kv_heads=m.local_heads, head_dim=m.local_d_model // m.local_heads,
+                 d_ff=m.local_d_ff, rope_theta=m.rope_theta, attention=m.attention)
+    return cls(layout=Layout.from_config(config.stream), dmel_bins=config.stream.dmel_bins,
+               vocab_size=m.vocab_size, precision=Precision.from_config(m),
+               temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
+               sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
+               audio_feedback=m.audio_feedback, remat=m.remat, scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
-  """`InteractionModel(config, rngs=nnx.Rngs(seed))`; config is the whole ConfigDict.
+  """`InteractionModel(InteractionConfig.from_config(config), rngs=nnx.Rngs(seed))`.
 
   Built inside `sharding.use(mesh)` its parameters are sharded by their logical names; built
   without a mesh they are placed unsharded.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+  def __init__(self, config: InteractionConfig, *, rngs: nnx.Rngs):
     with placement():
       self._build(config, rngs)
 
-  def _build(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> None:
-    m, s = config.model, config.stream
-    layout = Layout.from_config(s)
-    precision = Precision.from_config(m)
+  def _build(self, c: InteractionConfig, rngs: nnx.Rngs) -> None:
+    layout, precision = c.layout, c.precision
     self.layout = layout
     self.precision = precision
-    self.dmel_bins = s.dmel_bins
-    self.flow_steps = m.flow_steps
-    self.vocab_size = m.vocab_size
-    self.window = Window(layout.turn_len, m.window_turns, m.sinks)
+    self.dmel_bins = c.dmel_bins
+    self.flow_steps = c.flow_steps
+    self.vocab_size = c.vocab_size
+    self.window = Window(layout.turn_len, c.window_turns, c.sinks)
     self.local_window = Window(layout.output_len, 1, 0)
-    d, d_local = m.d_model, m.local_d_model
+    d, d_local = c.temporal.d_model, c.local.d_model
 
-    self.text_embed = TextEmbed(m.vocab_size, d, precision, rngs=rngs)
-    self.dmel_embed = DMelBag(s.frames_per_token, s.n_mels, s.dmel_bins, d, precision, rngs=rngs)
-    self.audio_feedback = m.audio_feedback
-    if m.audio_feedback == "voicing":
+    self.text_embed = TextEmbed(c.vocab_size, d, precision, rngs=rngs)
+    self.dmel_embed = DMelBag(layout.frames_per_token, layout.n_mels, c.dmel_bins, d, precision,
+                              rngs=rngs)
+    self.audio_feedback = c.audio_feedback
+    if c.audio_feedback == "voicing":
       self.voicing_embed = param(rngs, (2, d), (None, "embed"), precision, std=1.0)
-    self.video_stem = HMLPStem(s.patch, d, precision, rngs=rngs)
+    self.video_stem = HMLPStem(layout.patch, d, precision, rngs=rngs)
     self.video_missing = param(rngs, (d,), ("embed",), precision, std=1.0)
     self.video_position = param(rngs, (layout.count(SlotKind.VIDEO), d), (None, "embed"),
                                 precision, std=1.0)
     self.kind_embed = param(rngs, (len(SlotKind), d), (None, "embed"), precision, std=1.0)
     self.time_proj = Dense(TIME_FEATURES, d, (None, "embed"), precision, rngs=rngs)
-    self.temporal = Transformer(temporal_dims(m), precision, remat=m.remat,
-                                scan_layers=m.scan_layers, rngs=rngs)
+    self.temporal = Transformer(c.temporal, precision, remat=c.remat, scan_layers=c.scan_layers,
+                                rngs=rngs)
 
     self.local_from_temporal = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
     self.local_from_slots = Dense(d, d_local, ("embed", None), precision, rngs=rngs)
     self.local_position = param(rngs, (layout.output_len, d_local), (None, "embed"), precision,
                                 std=1.0)
-    self.local = Transformer(local_dims(m), precision, remat=m.remat, scan_layers=m.scan_layers,
+    self.local = Transformer(c.local, precision, remat=c.remat, scan_layers=c.scan_layers,
                              rngs=rngs)
-    self.text_head = Dense(d_local, m.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
+    self.text_head = Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
-    self.flow = FlowHead(d_local, s.frames_per_token, s.n_mels, m.flow_hidden, precision,
-                         rngs=rngs)
+    self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
+                         precision, rngs=rngs)
 
   # Embeddings ------------------------------------------------------------------------------
 
@@ -158,7 +176,7 @@ class InteractionModel(nnx.Module):
     `outputs_BKD`: embeddings of the output slots (`embed_output_segment`). Causal: row j uses
     only slots < j, so it is what a slot-by-slot decoder computes for slot j.
     """
-    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), None, self.local_window)
+    y_BKD, _, _ = self.local(self.local_inputs(hidden_BD, outputs_BKD), self.local_window)
     return y_BKD
 
   def local_inputs(self, hidden_BD: jax.Array, outputs_BKD: jax.Array) -> jax.Array:
@@ -174,6 +192,35 @@ class InteractionModel(nnx.Module):
     decoder embed each token once instead of the whole segment per slot."""
     kind_D = jnp.take(self.kind_embed[...], kind, axis=0).astype(self.precision.dtype)
     return self.local_from_slots(slot_BD + kind_D)
+
+  # Decoding ----------------------------------------------------------------------------------
+
+  def init_cache(self, batch: int) -> tuple[KVCache, ...]:
+    """The temporal model's empty cache for `batch` sessions: the sinks, then a ring of the
+    last `window_turns` micro-turns (its size is fixed however long a session runs)."""
+    window = self.window
+    return self.temporal.init_cache(batch, window.sinks + window.window_turns * window.turn_len)
+
+  def temporal_step(self, x_BTD: jax.Array, pos_BT: jax.Array, cache: tuple[KVCache, ...]
+                    ) -> tuple[jax.Array, tuple[KVCache, ...]]:
+    """Temporal hidden states of new tokens at absolute positions `pos_BT` (-1: not attended
+    to nor cached) against `cache`, and the cache with them written."""
+    h_BTD, cache, _ = self.temporal(x_BTD, self.window, pos_BT, cache)
+    return h_BTD, cache
+
+  def init_local_cache(self, batch: int) -> tuple[KVCache, ...]:
+    """The local decoder's empty cache for one output segment of `batch` sessions."""
+    return self.local.init_cache(batch, self.layout.output_len)
+
+  def local_step(self, x_BD: jax.Array, slot: int, cache: tuple[KVCache, ...]
+                 ) -> tuple[jax.Array, tuple[KVCache, ...]]:
+    """Local hidden state [B, d_local] of output slot `slot` from its row of `local_inputs`
+    without the position (`local_from_temporal` for slot 0, `local_next_input` after) against
+    the cache of the earlier slots, and the cache with it written."""
+    x_B1D = (x_BD + self.local_position[slot].astype(self.precision.dtype))[:, None]
+    pos_B1 = jnp.full((x_BD.shape[0], 1), slot, jnp.int32)
+    y_B1D, cache, _ = self.local(x_B1D, self.local_window, pos_B1, cache)
+    return y_B1D[:, 0], cache
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [..., vocab] from local hidden states [..., d_local]."""
@@ -199,6 +246,27 @@ class InteractionModel(nnx.Module):
     mel = jnp.where(voiced[..., None, None], mel, silence)
     return mel, unit_to_bins(mel, self.dmel_bins)
 
+  # Counting ------------------------------------------------------------------------------------
+
+  def weight_applications(self, path: tuple[str, ...]) -> float:
+    """How many times the matmul weight at `path` (in this model's parameter tree) is applied
+    in the forward of one micro-turn: what counting.py charges FLOPs for."""
+    layout = self.layout
+    part = path[0]
+    if part == "temporal":
+      dims = self.temporal.dims
+      experts = dims.num_experts and "mlp" in path and path[-1] != "router"
+      return layout.turn_len * (dims.experts_per_token / dims.num_experts if experts else 1.0)
+    if part == "video_stem":
+      per_patch = {"stage1": (layout.patch // 4) ** 2, "stage2": (layout.patch // 8) ** 2,
+                   "stage3": 1}[path[1]]
+      return layout.count(SlotKind.VIDEO) * per_patch
+    text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+    return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
+            "local": layout.output_len, "text_head": text_slots,
+            "voicing_head": layout.count(SlotKind.AUDIO_OUT),
+            "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
+
   # Training forward ------------------------------------------------------------------------
 
   def __call__(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -211,7 +279,7 @@ class InteractionModel(nnx.Module):
     layout = self.layout
     x_BNLD = self.embed_turns(batch)
     b, n, l, d = x_BNLD.shape
-    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), None, self.window)
+    h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), self.window)
     last_BND = h_BTD.reshape(b, n, l, d)[:, :, layout.last_input]
     outputs_BNKD = x_BNLD[:, :, layout.input_len:]
     local_hidden = self.local_decode(last_BND.reshape(b * n, d),

@@ -15,19 +15,19 @@ head). Each stream's loss is its weighted mean; the total is
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jax_interact.models.decisions import greedy_text
-from jax_interact.streams.dmel import voiced
+from jax_interact.models.interaction import InteractionModel
+from jax_interact.streams.dmel import SILENCE_BIN, VOICED_MARGIN_BINS, voiced
 from jax_interact.streams.layout import GROUP_KEYS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
-if TYPE_CHECKING:
-  from jax_interact.models.interaction import InteractionModel
+# What an audio token the model decided to voice reads as when fed back as voicing only.
+VOICED_FILL_BIN = int(SILENCE_BIN + 2 * VOICED_MARGIN_BINS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,27 +83,41 @@ def with_feedback_noise(batch: dict[str, jax.Array], rng: jax.Array, probability
   return noisy
 
 
-def with_own_predictions(model: "InteractionModel", batch: dict[str, jax.Array],
+def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
                          rng: jax.Array, probability: float,
                          silence_threshold: float) -> dict[str, jax.Array]:
-  """`batch` with each token of the fed-back text slot groups replaced, with `probability`, by
-  the model's own decision for that slot in a teacher-forced pass (parallel scheduled sampling):
-  streaming feeds back what the model said, right or wrong, and in particular its words after it
-  should have fallen silent. Decisions follow the sampler's greedy rule; no gradient flows
-  through them."""
-  own_BNK = greedy_text(jax.lax.stop_gradient(model(batch)["text_logits"]), silence_threshold)
-  fed, first = dict(batch), 0
+  """`batch` with each fed-back output token replaced, with `probability`, by the model's own
+  decision for that slot in a teacher-forced pass (parallel scheduled sampling): streaming feeds
+  back what the model said, right or wrong, and in particular its words and voice after it
+  should have fallen silent. Text slots take the sampler's greedy rule; audio slots, when the
+  model hears its own audio as voicing only (`audio_feedback="voicing"`), take its voicing
+  decision (a voiced decision over an unvoiced target reads as `VOICED_FILL_BIN`; with dMel
+  feedback audio slots keep their targets). No gradient flows through the decisions."""
+  outputs = jax.lax.stop_gradient(model(batch))
+  own = {SlotKind.AUDIO_OUT: outputs["voicing_logits"] > 0}
+  text_BNK = greedy_text(outputs["text_logits"], silence_threshold)
+  first = 0
   for kind, n in model.layout.counts:
-    if kind not in TEXT_OUTPUT_KINDS:
-      continue
+    if kind in TEXT_OUTPUT_KINDS:
+      own[kind], first = text_BNK[..., first:first + n], first + n
+  fed = dict(batch)
+  for kind, own_value in own.items():
     key = GROUP_KEYS[kind]
-    take = jax.random.uniform(jax.random.fold_in(rng, kind), batch[key].shape) < probability
-    fed[key] = jnp.where(take, own_BNK[..., first:first + n], batch[key])
-    first += n
+    take = jax.random.uniform(jax.random.fold_in(rng, kind), batch[key].shape[:3]) < probability
+    if kind == SlotKind.AUDIO_OUT:
+      if model.audio_feedback != "voicing":
+        continue
+      bins = batch[key]
+      own_bins = jnp.where(own_value[..., None, None],
+                           jnp.where(voiced(bins, xp=jnp)[..., None, None], bins,
+                                     VOICED_FILL_BIN), SILENCE_BIN).astype(bins.dtype)
+      fed[key] = jnp.where(take[..., None, None], own_bins, bins)
+    else:
+      fed[key] = jnp.where(take, own_value, batch[key])
   return fed
 
 
-def loss_fn(model: "InteractionModel", batch: dict[str, jax.Array], rng: jax.Array, *,
+def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
             weights: LossWeights, feedback_noise: float = 0.0, own_feedback: float = 0.0,
             silence_threshold: float = 0.5) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, the

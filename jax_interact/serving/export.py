@@ -21,6 +21,7 @@ from jax_interact import atomic
 from jax_interact.errors import InputError
 from jax_interact.inference import session, trained as trained_lib
 from jax_interact.models import InteractionModel
+from jax_interact.models.attention import KVCache
 from jax_interact.serving import bundle
 from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import empty_inputs
@@ -30,8 +31,17 @@ def _path_name(path) -> str:
   return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
+def _fields(record) -> dict:
+  return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+
+
 def _state_dict(state: session.SessionState) -> dict:
-  return {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+  return dict(_fields(state), cache=[_fields(layer) for layer in state.cache])
+
+
+def _session_state(tree: dict) -> session.SessionState:
+  cache = tuple(KVCache(**layer) for layer in tree["cache"])
+  return session.SessionState(**dict(tree, cache=cache))
 
 
 def _specs(tree) -> dict:
@@ -52,11 +62,11 @@ def functions(model: InteractionModel, config, batch: int):
     return _state_dict(session.init_state(model, batch, seed))
 
   def reset(state, rows_B, seed):
-    return _state_dict(session.reset(model, session.SessionState(**state), rows_B, seed))
+    return _state_dict(session.reset(model, _session_state(state), rows_B, seed))
 
   def step(flat_params, state, chunk):
     tree = jax.tree_util.tree_unflatten(treedef, [flat_params[name] for name in names])
-    new_state, outputs = run(tree, session.SessionState(**state), chunk)
+    new_state, outputs = run(tree, _session_state(state), chunk)
     return _state_dict(new_state), outputs
 
   flat = {name: leaf for name, (_, leaf) in zip(names, paths)}
@@ -80,7 +90,7 @@ def write(out, run: trained_lib.Trained, batch: int, platforms: tuple[str, ...],
       "format": bundle.FORMAT, "format_version": bundle.VERSION,
       "config": config.to_dict(), "checkpoint": {"which": checkpoint, "step": run.step},
       "batch": batch, "platforms": list(platforms), "jax_version": jax.__version__,
-      "vocab_size": int(model.text_head.w.shape[-1]),
+      "vocab_size": model.vocab_size,
       "params": _specs(params), "state": _specs(state), "chunk": _specs(chunk),
       "outputs": _specs(jax.eval_shape(fns["step"], *avals["step"])[1]),
       "functions": {name: bundle.function_file(name) for name in bundle.FUNCTIONS},

@@ -1,0 +1,89 @@
+"""Model kinds (`config.model.kind`): the one table of what differs between them.
+
+Each kind says how its model is built from a run's config (through the model's typed config),
+its training loss (with the run's loss weights) and its training examples (tokens per example,
+random examples, the data pipeline that reads a dataset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from jax_interact.models.background import BackgroundConfig, BackgroundModel, background_loss_fn
+from jax_interact.models.interaction import InteractionConfig, InteractionModel
+from jax_interact.models.losses import LossWeights, loss_fn
+from jax_interact.streams.layout import Layout, random_batch
+
+Batch = dict[str, np.ndarray]
+LossFn = Callable[..., Any]  # loss(model, batch, rng) -> (loss, metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelKind:
+  build: Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]  # from its typed config
+  loss: Callable[[ml_collections.ConfigDict, bool], LossFn]  # (config, train) -> loss
+  example_tokens: Callable[[ml_collections.ConfigDict], int]  # sequence tokens of an example
+  random_examples: Callable[[ml_collections.ConfigDict, int, int], Batch]  # (config, n, seed)
+  data_pipeline: str  # module whose make_iterator(config, dir, split, seed=, train=) reads data
+
+
+def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
+  return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
+                           feedback_noise=config.train.feedback_noise if train else 0.0,
+                           own_feedback=config.train.own_feedback if train else 0.0,
+                           silence_threshold=config.sample.silence_threshold)
+
+
+def _build_interaction(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> InteractionModel:
+  return InteractionModel(InteractionConfig.from_config(config), rngs=rngs)
+
+
+def _build_background(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> BackgroundModel:
+  return BackgroundModel(BackgroundConfig.from_config(config), rngs=rngs,
+                         moe_aux_weight=config.loss.moe_aux_weight)
+
+
+def _random_windows(config: ml_collections.ConfigDict, n: int, seed: int) -> Batch:
+  return random_batch(Layout.from_config(config.stream), n, config.data.window,
+                      config.model.vocab_size, config.stream.dmel_bins, seed=seed)
+
+
+def _random_sequences(config: ml_collections.ConfigDict, n: int, seed: int) -> Batch:
+  tokens = np.random.default_rng(seed).integers(
+      0, config.model.vocab_size, (n, config.data.seq_len), dtype=np.int32)
+  return {"tokens": tokens, "loss_mask": np.ones(tokens.shape, np.float32)}
+
+
+KINDS: dict[str, ModelKind] = {
+    "interaction": ModelKind(
+        build=_build_interaction, loss=_interaction_loss,
+        example_tokens=lambda c: c.data.window * Layout.from_config(c.stream).turn_len,
+        random_examples=_random_windows, data_pipeline="data_pipelines.grain_pipeline"),
+    "background": ModelKind(
+        build=_build_background, loss=lambda config, train: background_loss_fn,
+        example_tokens=lambda c: c.data.seq_len,
+        random_examples=_random_sequences, data_pipeline="data_pipelines.background_data"),
+}
+
+
+def kind_of(config: ml_collections.ConfigDict) -> ModelKind:
+  return KINDS[config.model.kind]
+
+
+def build(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> InteractionModel | BackgroundModel:
+  """The model `config.model.kind` names, built from its typed config."""
+  return kind_of(config).build(config, rngs)
+
+
+def loss_for(config: ml_collections.ConfigDict, train: bool = True) -> LossFn:
+  """`loss(model, batch, rng) -> (loss, metrics)` of the model `config.model.kind` names, with
+  the config's loss weights; `train` adds the training-only feedback noise and own-prediction
+  feedback."""
+  return kind_of(config).loss(config, train)
