@@ -121,12 +121,22 @@ SLOT_GROUPS = (
               Target.AUDIO),
 )
 
+
+def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ...]:
+  """Keys of the arrays that carry one segment: its groups', then their masks."""
+  stored = [g for g in groups if g.segment is segment and g.key is not None]
+  return tuple(g.key for g in stored) + tuple(g.mask for g in stored if g.mask)
+
+
 # The standard table's kinds and keys, for code written against its groups (the model's
-# embeddings, FLOP counting).
+# embeddings, the session's temporal pass, FLOP counting).
 GROUP_KEYS = {g.kind: g.key for g in SLOT_GROUPS if g.key is not None}
 INPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is IN)
 OUTPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is OUT)
 TEXT_OUTPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is OUT and g.token is Token.TEXT)
+# Keys of one micro-turn's input segment (what a step reads) and output segment (what it writes).
+INPUT_KEYS = batch_keys(SLOT_GROUPS, IN)
+OUTPUT_KEYS = batch_keys(SLOT_GROUPS, OUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,20 +184,15 @@ class Layout:
     return tuple(g for g, _ in self.group_slots
                  if segment in (None, g.segment) and token in (None, g.token))
 
-  def batch_keys(self, segment: Segment) -> tuple[str, ...]:
-    """Keys of the arrays that carry one segment: its groups', then their masks."""
-    groups = [g for g in self.groups(segment) if g.key is not None]
-    return tuple(g.key for g in groups) + tuple(g.mask for g in groups if g.mask)
-
   @property
   def input_keys(self) -> tuple[str, ...]:
     """What a micro-turn step reads (the boundary comes from the session's turn)."""
-    return self.batch_keys(Segment.INPUT)
+    return batch_keys(self.groups(), Segment.INPUT)
 
   @property
   def output_keys(self) -> tuple[str, ...]:
     """What a micro-turn step writes and feeds back."""
-    return self.batch_keys(Segment.OUTPUT)
+    return batch_keys(self.groups(), Segment.OUTPUT)
 
   def empty(self, key: str) -> Any:
     """The value of an empty slot of batch array `key` (also for `turn_mask` and the masks:
