@@ -128,6 +128,17 @@ def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ..
   return tuple(g.key for g in stored) + tuple(g.mask for g in stored if g.mask)
 
 
+def empty_value(key: str, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Any:
+  """The value of an empty slot of batch array `key` (False for `turn_mask` and the masks):
+  what a missing input, a quiet output and the padding past an episode hold."""
+  for g in groups:
+    if key == g.key:
+      return g.empty
+  if key == "turn_mask" or key in (g.mask for g in groups):
+    return False
+  raise KeyError(key)
+
+
 # The standard table's kinds and keys, for code written against its groups (the model's
 # embeddings, the session's temporal pass, FLOP counting).
 GROUP_KEYS = {g.kind: g.key for g in SLOT_GROUPS if g.key is not None}
@@ -195,14 +206,7 @@ class Layout:
     return batch_keys(self.groups(), Segment.OUTPUT)
 
   def empty(self, key: str) -> Any:
-    """The value of an empty slot of batch array `key` (also for `turn_mask` and the masks:
-    False); what a missing input, a quiet output and the padding past an episode hold."""
-    for g in self.groups():
-      if key == g.key:
-        return g.empty
-    if key == "turn_mask" or key in (g.mask for g in self.groups()):
-      return False
-    raise KeyError(key)
+    return empty_value(key, self.groups())
 
   def spec(self, key: str) -> tuple[tuple[int, ...], type]:
     """(shape, dtype) of batch array `key` for one micro-turn (a window adds [N], a batch
