@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -86,14 +87,22 @@ class Target(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class SlotGroup:
-  kind: SlotKind
+  """One row of the micro-turn format: a group of consecutive slots of one kind."""
+
+  kind: int  # the model's kind-embedding row; a SlotKind for the standard groups
   key: str | None  # batch key; None for the boundary
   segment: Segment
   token: Token
-  slots: Callable[[Any], int]  # slot count, from `config.stream`
+  # Slot count from `config.stream`; a layout holds the counts, so it is not compared.
+  slots: Callable[[Any], int] = dataclasses.field(compare=False)
   empty: int  # value of an empty slot
   target: Target | None = None  # None: never a loss target
   mask: str | None = None  # batch key of a bool [N]: False where the group has no content
+
+
+# Slot counts from `config.stream`: named functions and attrgetters, so a Layout pickles.
+def _one(stream) -> int:
+  return 1
 
 
 def _audio_tokens(stream) -> int:
@@ -105,17 +114,17 @@ def _video_patches(stream) -> int:
 
 
 IN, OUT = Segment.INPUT, Segment.OUTPUT
-# In sequence order.
+# The micro-turn format: its slot groups in sequence order.
 SLOT_GROUPS = (
-    SlotGroup(SlotKind.BOUNDARY, None, IN, Token.TIME, lambda s: 1, 0),
-    SlotGroup(SlotKind.TEXT_IN, "text_in", IN, Token.TEXT, lambda s: s.text_in_slots,
+    SlotGroup(SlotKind.BOUNDARY, None, IN, Token.TIME, _one, 0),
+    SlotGroup(SlotKind.TEXT_IN, "text_in", IN, Token.TEXT, attrgetter("text_in_slots"),
               tokenizer.PAD),
     SlotGroup(SlotKind.VIDEO, "video", IN, Token.PATCH, _video_patches, 0, mask="video_mask"),
     SlotGroup(SlotKind.AUDIO_IN, "audio_in", IN, Token.DMEL, _audio_tokens, SILENCE_BIN),
-    SlotGroup(SlotKind.BG, "bg", IN, Token.TEXT, lambda s: s.bg_slots, tokenizer.PAD),
+    SlotGroup(SlotKind.BG, "bg", IN, Token.TEXT, attrgetter("bg_slots"), tokenizer.PAD),
     SlotGroup(SlotKind.USER_TRANSCRIPT, "user_transcript", OUT, Token.TEXT,
-              lambda s: s.user_transcript_slots, tokenizer.SIL, Target.TRANSCRIPT),
-    SlotGroup(SlotKind.TEXT_OUT, "text_out", OUT, Token.TEXT, lambda s: s.text_out_slots,
+              attrgetter("user_transcript_slots"), tokenizer.SIL, Target.TRANSCRIPT),
+    SlotGroup(SlotKind.TEXT_OUT, "text_out", OUT, Token.TEXT, attrgetter("text_out_slots"),
               tokenizer.SIL, Target.TEXT),
     SlotGroup(SlotKind.AUDIO_OUT, "audio_out", OUT, Token.DMEL, _audio_tokens, SILENCE_BIN,
               Target.AUDIO),
@@ -214,8 +223,11 @@ class Layout:
     for g in self.groups():
       if key == g.key:
         return (self.count(g.kind), *g.token.shape(self)), g.token.dtype
-    self.empty(key)  # raises KeyError for a key of no group
-    return (), bool
+      if key == g.mask:
+        return (), bool
+    if key == "turn_mask":
+      return (), bool
+    raise KeyError(key)
 
   def segment_len(self, segment: Segment) -> int:
     return sum(n for g, n in self.group_slots if g.segment is segment)
