@@ -24,21 +24,7 @@ from jax_interact.errors import InputError
 from jax_interact.streams import audio, dmel, timing, video
 from jax_interact.streams import tokenizer as tok
 from jax_interact.streams.episode import Episode
-from jax_interact.streams.layout import Layout, SlotKind
-
-# Value of an empty slot (also what `window` pads with past the end of an episode).
-EMPTY = {
-    "turn_mask": False,
-    "text_in": tok.PAD,
-    "video": 0,
-    "video_mask": False,
-    "audio_in": dmel.SILENCE_BIN,
-    "bg": tok.PAD,
-    "user_transcript": tok.SIL,
-    "text_out": tok.SIL,
-    "audio_out": dmel.SILENCE_BIN,
-}
-TOKEN_GROUPS = ("text_in", "bg", "user_transcript", "text_out")
+from jax_interact.streams.layout import Layout, Token, empty_value
 
 
 def place_tokens(items: Iterable[tuple[int, list[int]]], n_turns: int, slots: int,
@@ -81,8 +67,10 @@ def _field(record: Any, key: str, kind: type | tuple[type, ...], where: str,
 
 def _token_items(episode: Episode, tokenizer: tok.Tokenizer,
                  chunk_ms: int) -> tuple[dict[str, list[tuple[int, list[int]]]], int]:
-  """(micro-turn, tokens) items of each text slot group, in time order; clamped word count."""
-  timed = {group: [] for group in TOKEN_GROUPS}  # (time_ms, turn, tokens)
+  """(micro-turn, tokens) items of the text slot groups with a source in an episode, in time
+  order; clamped word count."""
+  # (time_ms, turn, tokens) per group
+  timed = {group: [] for group in ("text_in", "bg", "user_transcript", "text_out")}
   clamped = 0
   for word in episode.words:
     if word.speaker == "user":
@@ -146,15 +134,14 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
   }
   items, clamped = _token_items(episode, tokenizer, chunk_ms)
   stats = {"n_turns": n_turns, "clamped_model_words": clamped}
-  slot_kinds = {"text_in": SlotKind.TEXT_IN, "bg": SlotKind.BG,
-                "user_transcript": SlotKind.USER_TRANSCRIPT, "text_out": SlotKind.TEXT_OUT}
-  for group in TOKEN_GROUPS:
-    tracks[group], spilled, dropped = place_tokens(
-        items[group], n_turns, layout.count(slot_kinds[group]), EMPTY[group])
-    stats[f"{group}_spilled_tokens"] = spilled
-    stats[f"{group}_dropped_tokens"] = dropped
-  stats["spilled_tokens"] = sum(stats[f"{g}_spilled_tokens"] for g in TOKEN_GROUPS)
-  stats["dropped_at_end"] = sum(stats[f"{g}_dropped_tokens"] for g in TOKEN_GROUPS)
+  text_groups = layout.groups(token=Token.TEXT)
+  for group in text_groups:  # a group no episode field feeds stays empty
+    tracks[group.key], spilled, dropped = place_tokens(
+        items.get(group.key, []), n_turns, layout.count(group.kind), group.empty)
+    stats[f"{group.key}_spilled_tokens"] = spilled
+    stats[f"{group.key}_dropped_tokens"] = dropped
+  stats["spilled_tokens"] = sum(stats[f"{g.key}_spilled_tokens"] for g in text_groups)
+  stats["dropped_at_end"] = sum(stats[f"{g.key}_dropped_tokens"] for g in text_groups)
   return tracks, stats
 
 
@@ -169,7 +156,7 @@ def window(tracks: dict[str, np.ndarray], start: int, n: int) -> dict[str, np.nd
       out[key] = np.arange(start, start + n, dtype=array.dtype)
       continue
     if len(part) < n:
-      fill = np.full((n - len(part), *array.shape[1:]), EMPTY[key], array.dtype)
+      fill = np.full((n - len(part), *array.shape[1:]), empty_value(key), array.dtype)
       part = np.concatenate([part, fill])
     out[key] = part
   return out

@@ -96,7 +96,7 @@ def draw_timeline(user: np.ndarray, voice: np.ndarray, tokens: list[dict],
 
 def main(args) -> int:
   run = trained_lib.load(args.workdir, args.checkpoint, args.overrides)
-  layout = Layout.from_config(run.config.stream)
+  layout = run.model.layout
   if args.episode:
     from data_pipelines.dataset import episode_by_index
     data_dir, _, index = args.episode.rpartition(":")

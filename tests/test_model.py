@@ -171,7 +171,7 @@ def test_voicing_targets_are_what_the_evaluation_calls_speaking(setup):
   level = rng.integers(0, 4, batch["audio_out"].shape[:3])
   batch["audio_out"] = np.broadcast_to(level[..., None, None],
                                        batch["audio_out"].shape).astype(np.uint8).copy()
-  targets = np.asarray(losses.voicing_targets(jax.tree.map(jnp.asarray, batch)))
+  targets = np.asarray(losses.voicing_targets(jnp.asarray(batch["audio_out"])))
   assert 0 < targets.mean() < 1
   tokenizer = mock.Mock(size=config.model.vocab_size)
   for (b, t, j), target in np.ndenumerate(targets):
@@ -209,7 +209,7 @@ def test_feedback_noise_replaces_only_fed_back_words():
   layout = Layout.from_config(config.stream)
   batch = jax.tree.map(jnp.asarray, random_batch(layout, 8, 16, 64, 16, seed=5))
   batch["text_out"] = batch["text_out"].at[:, ::2].set(SIL)
-  noisy = losses.with_feedback_noise(batch, jax.random.key(0), 0.5, vocab_size=64)
+  noisy = losses.with_feedback_noise(layout, batch, jax.random.key(0), 0.5, vocab_size=64)
   for key in batch:
     if key not in ("user_transcript", "text_out"):
       np.testing.assert_array_equal(noisy[key], batch[key])
@@ -219,7 +219,7 @@ def test_feedback_noise_replaces_only_fed_back_words():
   words = np.asarray(batch["user_transcript"] >= len(SPECIAL_PIECES))
   assert 0.35 < changed[words].mean() < 0.55  # 0.5, less the draws that pick the same word
   assert np.all(np.asarray(noisy["user_transcript"])[changed] >= len(SPECIAL_PIECES))
-  same = losses.with_feedback_noise(batch, jax.random.key(0), 0.0, vocab_size=64)
+  same = losses.with_feedback_noise(layout, batch, jax.random.key(0), 0.0, vocab_size=64)
   np.testing.assert_array_equal(same["text_out"], batch["text_out"])
 
 

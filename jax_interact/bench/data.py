@@ -23,10 +23,9 @@ from typing import Any
 import ml_collections
 
 from data_pipelines import dataset, features, generate, grain_pipeline, synthetic
-from jax_interact import atomic
+from jax_interact import atomic, trainer
 from jax_interact import config as config_lib
 from jax_interact.models import counting
-from jax_interact.streams.layout import Layout
 
 WORKER_COUNTS = (0, 1, 2)
 WARMUP_BATCHES = 2
@@ -86,8 +85,7 @@ def measure_featurization(config: ml_collections.ConfigDict,
 
 def train_consumption(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Windows/s one host's train steps consume, from an estimated step time."""
-  tokens_per_step = config.data.batch_size * config.data.window * Layout.from_config(
-      config.stream).turn_len
+  tokens_per_step = trainer.tokens_per_step(config)
   step_s = counting.train_flops_per_token(config) * tokens_per_step / ASSUMED_TRAIN_FLOP_PER_S
   return {"estimated": True, "assumed_flop_per_s": ASSUMED_TRAIN_FLOP_PER_S,
           "tokens_per_step": tokens_per_step, "step_s": round(step_s, 4),

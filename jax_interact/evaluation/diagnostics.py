@@ -40,7 +40,7 @@ from jax_interact.models import decisions
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import voiced
-from jax_interact.streams.layout import SlotKind
+from jax_interact.streams.layout import SlotKind, Token
 from jax_interact.streams.tokenizer import SPECIAL_PIECES
 
 WORD_SPAN_TURNS = 3  # a word lasts at most this many micro-turns (0.6 s) after its first token
@@ -105,7 +105,8 @@ class TeacherForced:
     layout = self.model.layout
     batch, n = windows["turn"].shape
     state = session.init_state(self.model, batch, seed=0)
-    first_text = layout.count(SlotKind.USER_TRANSCRIPT)
+    text_kinds = [g.kind for g, _ in layout.output_segment() if g.token is Token.TEXT]
+    first_text = text_kinds.index(SlotKind.TEXT_OUT)  # its logits among the text slots'
     starts_TB, voiced_TB = [], []
     for t in range(n):
       chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}

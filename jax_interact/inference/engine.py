@@ -27,13 +27,13 @@ import numpy as np
 
 from jax_interact.errors import InputError
 from jax_interact.streams import dmel, video
-from jax_interact.streams.layout import OUTPUT_KEYS, Layout, SlotKind, empty_inputs
+from jax_interact.streams.layout import GROUP_KEYS, Layout, SlotKind, empty_inputs
 
 
 @dataclasses.dataclass(frozen=True)
 class Program:
   """What the engine runs for one model. `state` is opaque to the engine; `reset` and `step`
-  donate it. `step` returns at least `turn` [B] and the OUTPUT_KEYS groups."""
+  donate it. `step` returns at least `turn` [B] and the layout's output groups."""
 
   layout: Layout
   dmel_spec: dmel.DMelSpec
@@ -156,7 +156,7 @@ class Engine:
         self._fill(inputs, row, occupant, chunk or Chunk())
     start = time.perf_counter()
     self.state, out = self._step(self.params, self.state, inputs)
-    out = jax.device_get({k: out[k] for k in ("turn",) + OUTPUT_KEYS})
+    out = jax.device_get({k: out[k] for k in ("turn",) + self.layout.output_keys})
     step_ms = (time.perf_counter() - start) * 1000
     return {row: TurnOutput(turn=int(out["turn"][row]),
                             user_transcript=out["user_transcript"][row],
@@ -204,10 +204,10 @@ class Engine:
       inputs["video"][row] = video.patchify(frame, layout.patch)
       inputs["video_mask"][row] = True
     occupant.pending_text.extend(chunk.text_ids)
-    for key, queue, kind in (("text_in", occupant.pending_text, SlotKind.TEXT_IN),
-                             ("bg", occupant.pending_bg, SlotKind.BG)):
+    for kind, queue in ((SlotKind.TEXT_IN, occupant.pending_text),
+                        (SlotKind.BG, occupant.pending_bg)):
       for slot in range(min(layout.count(kind), len(queue))):
-        inputs[key][row, slot] = queue.popleft()
+        inputs[GROUP_KEYS[kind]][row, slot] = queue.popleft()
 
 
 def _array(value, where: str) -> np.ndarray:

@@ -34,7 +34,7 @@ from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams.dmel import DMelSpec
 # The segment keys and empty segments are the layout's; session users find them here too.
-from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, SlotKind,  # noqa: F401
+from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, Token,  # noqa: F401
                                          empty_inputs, empty_outputs)
 
 
@@ -140,40 +140,35 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
   kinds_K = layout.kinds()[layout.input_len:]
   b = hidden_BD.shape[0]
   k, m = layout.frames_per_token, layout.n_mels
-  if forced is not None:
-    forced_text = jnp.concatenate([forced["user_transcript"], forced["text_out"]], axis=1)
   cache = model.init_local_cache(b)
   slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
 
   x_BD = model.local_from_temporal(hidden_BD)
-  text_ids, text_logits, voicing_logits, audio_bins, mels = [], [], [], [], []
-  for j, kind in enumerate(kinds_K):
+  tokens, text_logits, voicing_logits, mels = [], [], [], []
+  for j, (group, index) in enumerate(layout.output_segment()):
     h_BD, cache = model.local_step(x_BD, j, cache)
-    if kind == SlotKind.AUDIO_OUT:
+    if group.token is Token.DMEL:
       voicing_B = model.voicing_logits(h_BD)
       noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(
           slot_rngs_KB[j])
       mel_BKM, bins_BKM = model.sample_audio(h_BD, voicing_B > sampling.voicing_logit,
                                              noise_BKM)
       if forced is not None:
-        bins_BKM = forced["audio_out"][:, len(audio_bins)]
+        bins_BKM = forced[group.key][:, index]
       voicing_logits.append(voicing_B)
       mels.append(mel_BKM)
-      audio_bins.append(bins_BKM)
-      x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), kind)
+      tokens.append(bins_BKM)
+      x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), group.kind)
     else:
       logits_BV = model.text_logits(h_BD)
       ids_B = _sample_text(logits_BV, slot_rngs_KB[j], sampling)
       if forced is not None:
-        ids_B = forced_text[:, len(text_ids)]
+        ids_B = forced[group.key][:, index]
       text_logits.append(logits_BV)
-      text_ids.append(ids_B)
-      x_BD = model.local_next_input(model.text_embed(ids_B), kind)
+      tokens.append(ids_B)
+      x_BD = model.local_next_input(model.text_embed(ids_B), group.kind)
 
-  k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
-  text_BK = jnp.stack(text_ids, axis=1)
-  outputs = {"user_transcript": text_BK[:, :k_ut], "text_out": text_BK[:, k_ut:],
-             "audio_out": jnp.stack(audio_bins, axis=1)}
+  outputs = layout.split_output_segment(tokens, jnp.stack)
   logits = {"text_logits": jnp.stack(text_logits, axis=1),  # [B, K_text, V]
             "voicing_logits": jnp.stack(voicing_logits, axis=1)}  # [B, K_ao]
   return outputs, logits, jnp.stack(mels, axis=1)  # mel [B, K_ao, k, M] unit range

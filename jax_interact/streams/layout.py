@@ -1,9 +1,14 @@
-"""The micro-turn layout (SPEC §3): which slot sits where in the flattened token sequence.
+"""The micro-turn format (SPEC §3): the table of slot groups, and the layout derived from it.
 
 Micro-turn t occupies `turn_len` consecutive positions of the temporal sequence:
 
   input segment:  [boundary] [text_in x K_ti] [video x K_v] [audio_in x K_ai] [bg x K_bg]
   output segment: [user_transcript x K_ut] [text_out x K_to] [audio_out x K_ao]
+
+`SLOT_GROUPS` is the one statement of these groups: for each its kind, batch key, segment,
+what one slot holds (`Token`: per-slot shape and dtype), slot count, empty value, and the loss
+stream its slots are targets of. Empty segments, random batches, featurization's fill values,
+the session's output splitting and the loss targets are derived from it (through `Layout`).
 
 A batch of B windows of N micro-turns is stored per slot group (static shapes; below, the
 shapes of one window, a batch adds a leading B):
@@ -27,6 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +43,8 @@ from jax_interact.streams.dmel import SILENCE_BIN
 
 
 class SlotKind(enum.IntEnum):
+  """A slot group's identity in the sequence (the model's kind embedding row)."""
+
   BOUNDARY = 0
   TEXT_IN = 1
   VIDEO = 2
@@ -45,30 +55,113 @@ class SlotKind(enum.IntEnum):
   AUDIO_OUT = 7
 
 
-INPUT_KINDS = (SlotKind.BOUNDARY, SlotKind.TEXT_IN, SlotKind.VIDEO, SlotKind.AUDIO_IN,
-               SlotKind.BG)
-OUTPUT_KINDS = (SlotKind.USER_TRANSCRIPT, SlotKind.TEXT_OUT, SlotKind.AUDIO_OUT)
-TEXT_OUTPUT_KINDS = (SlotKind.USER_TRANSCRIPT, SlotKind.TEXT_OUT)
+class Segment(enum.Enum):
+  INPUT = "input"
+  OUTPUT = "output"
 
-# Batch key of each slot group (the boundary slot is built from `turn`).
-GROUP_KEYS = {
-    SlotKind.TEXT_IN: "text_in",
-    SlotKind.VIDEO: "video",
-    SlotKind.AUDIO_IN: "audio_in",
-    SlotKind.BG: "bg",
-    SlotKind.USER_TRANSCRIPT: "user_transcript",
-    SlotKind.TEXT_OUT: "text_out",
-    SlotKind.AUDIO_OUT: "audio_out",
-}
 
+class Token(enum.Enum):
+  """What one slot holds, which fixes its shape and dtype."""
+
+  TIME = "time"  # the boundary: embedded from the micro-turn index `turn`, stores nothing
+  TEXT = "text"  # a token id
+  PATCH = "patch"  # a P x P RGB patch of the micro-turn's video frame
+  DMEL = "dmel"  # k frames of M dMel bins (one audio token)
+
+  def shape(self, layout: Layout) -> tuple[int, ...]:
+    return {Token.TEXT: (), Token.PATCH: (layout.patch, layout.patch, 3),
+            Token.DMEL: (layout.frames_per_token, layout.n_mels)}[self]
+
+  @property
+  def dtype(self) -> type:
+    return np.int32 if self is Token.TEXT else np.uint8
+
+
+class Target(enum.Enum):
+  """The loss stream whose targets a group's slots are (models/losses.py)."""
+
+  TRANSCRIPT = "transcript"  # text cross-entropy, `loss.transcript_weight`
+  TEXT = "text"  # text cross-entropy, `loss.text_weight`
+  AUDIO = "audio"  # voicing cross-entropy and flow matching
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotGroup:
+  """One row of the micro-turn format: a group of consecutive slots of one kind."""
+
+  kind: int  # the model's kind-embedding row; a SlotKind for the standard groups
+  key: str | None  # batch key; None for the boundary
+  segment: Segment
+  token: Token
+  # Slot count from `config.stream`; a layout holds the counts, so it is not compared.
+  slots: Callable[[Any], int] = dataclasses.field(compare=False)
+  empty: int  # value of an empty slot
+  target: Target | None = None  # None: never a loss target
+  mask: str | None = None  # batch key of a bool [N]: False where the group has no content
+
+
+# Slot counts from `config.stream`: named functions and attrgetters, so a Layout pickles.
+def _one(stream) -> int:
+  return 1
+
+
+def _audio_tokens(stream) -> int:
+  return stream.chunk_ms // (stream.hop_ms * stream.frames_per_token)
+
+
+def _video_patches(stream) -> int:
+  return (stream.video_height // stream.patch) * (stream.video_width // stream.patch)
+
+
+IN, OUT = Segment.INPUT, Segment.OUTPUT
+# The micro-turn format: its slot groups in sequence order.
+SLOT_GROUPS = (
+    SlotGroup(SlotKind.BOUNDARY, None, IN, Token.TIME, _one, 0),
+    SlotGroup(SlotKind.TEXT_IN, "text_in", IN, Token.TEXT, attrgetter("text_in_slots"),
+              tokenizer.PAD),
+    SlotGroup(SlotKind.VIDEO, "video", IN, Token.PATCH, _video_patches, 0, mask="video_mask"),
+    SlotGroup(SlotKind.AUDIO_IN, "audio_in", IN, Token.DMEL, _audio_tokens, SILENCE_BIN),
+    SlotGroup(SlotKind.BG, "bg", IN, Token.TEXT, attrgetter("bg_slots"), tokenizer.PAD),
+    SlotGroup(SlotKind.USER_TRANSCRIPT, "user_transcript", OUT, Token.TEXT,
+              attrgetter("user_transcript_slots"), tokenizer.SIL, Target.TRANSCRIPT),
+    SlotGroup(SlotKind.TEXT_OUT, "text_out", OUT, Token.TEXT, attrgetter("text_out_slots"),
+              tokenizer.SIL, Target.TEXT),
+    SlotGroup(SlotKind.AUDIO_OUT, "audio_out", OUT, Token.DMEL, _audio_tokens, SILENCE_BIN,
+              Target.AUDIO),
+)
+
+
+def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ...]:
+  """Keys of the arrays that carry one segment: its groups', then their masks."""
+  stored = [g for g in groups if g.segment is segment and g.key is not None]
+  return tuple(g.key for g in stored) + tuple(g.mask for g in stored if g.mask)
+
+
+def empty_value(key: str, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Any:
+  """The value of an empty slot of batch array `key` (False for `turn_mask` and the masks):
+  what a missing input, a quiet output and the padding past an episode hold."""
+  for g in groups:
+    if key == g.key:
+      return g.empty
+  if key == "turn_mask" or key in (g.mask for g in groups):
+    return False
+  raise KeyError(key)
+
+
+# The standard table's kinds and keys, for code written against its groups (the model's
+# embeddings, the session's temporal pass, FLOP counting).
+GROUP_KEYS = {g.kind: g.key for g in SLOT_GROUPS if g.key is not None}
+INPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is IN)
+OUTPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is OUT)
+TEXT_OUTPUT_KINDS = tuple(g.kind for g in SLOT_GROUPS if g.segment is OUT and g.token is Token.TEXT)
 # Keys of one micro-turn's input segment (what a step reads) and output segment (what it writes).
-INPUT_KEYS = tuple(GROUP_KEYS[k] for k in INPUT_KINDS if k in GROUP_KEYS) + ("video_mask",)
-OUTPUT_KEYS = tuple(GROUP_KEYS[k] for k in OUTPUT_KINDS)
+INPUT_KEYS = batch_keys(SLOT_GROUPS, IN)
+OUTPUT_KEYS = batch_keys(SLOT_GROUPS, OUT)
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  """Slot counts of one micro-turn, derived from `config.stream`."""
+  """Slot counts of one micro-turn, derived from `config.stream` and a table of slot groups."""
 
   chunk_ms: int
   sample_rate: int
@@ -78,26 +171,20 @@ class Layout:
   patch: int  # P
   video_height: int
   video_width: int
-  counts: tuple[tuple[SlotKind, int], ...]  # (kind, slots) in sequence order
+  group_slots: tuple[tuple[SlotGroup, int], ...]  # (group, slots) in sequence order
 
   @classmethod
-  def from_config(cls, stream) -> "Layout":
-    audio_tokens = stream.chunk_ms // (stream.hop_ms * stream.frames_per_token)
-    video_patches = (stream.video_height // stream.patch) * (stream.video_width // stream.patch)
-    counts = (
-        (SlotKind.BOUNDARY, 1),
-        (SlotKind.TEXT_IN, stream.text_in_slots),
-        (SlotKind.VIDEO, video_patches),
-        (SlotKind.AUDIO_IN, audio_tokens),
-        (SlotKind.BG, stream.bg_slots),
-        (SlotKind.USER_TRANSCRIPT, stream.user_transcript_slots),
-        (SlotKind.TEXT_OUT, stream.text_out_slots),
-        (SlotKind.AUDIO_OUT, audio_tokens),
-    )
+  def from_config(cls, stream, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Layout:
     return cls(chunk_ms=stream.chunk_ms, sample_rate=stream.sample_rate, hop_ms=stream.hop_ms,
                frames_per_token=stream.frames_per_token, n_mels=stream.n_mels,
                patch=stream.patch, video_height=stream.video_height,
-               video_width=stream.video_width, counts=counts)
+               video_width=stream.video_width,
+               group_slots=tuple((g, g.slots(stream)) for g in groups))
+
+  @property
+  def counts(self) -> tuple[tuple[SlotKind, int], ...]:
+    """(kind, slots) in sequence order."""
+    return tuple((g.kind, n) for g, n in self.group_slots)
 
   def count(self, kind: SlotKind) -> int:
     return dict(self.counts)[kind]
@@ -111,13 +198,47 @@ class Layout:
       start += n
     raise KeyError(kind)
 
+  def groups(self, segment: Segment | None = None,
+             token: Token | None = None) -> tuple[SlotGroup, ...]:
+    """The groups of `segment` (default: both) holding `token` (default: any), in order."""
+    return tuple(g for g, _ in self.group_slots
+                 if segment in (None, g.segment) and token in (None, g.token))
+
+  @property
+  def input_keys(self) -> tuple[str, ...]:
+    """What a micro-turn step reads (the boundary comes from the session's turn)."""
+    return batch_keys(self.groups(), Segment.INPUT)
+
+  @property
+  def output_keys(self) -> tuple[str, ...]:
+    """What a micro-turn step writes and feeds back."""
+    return batch_keys(self.groups(), Segment.OUTPUT)
+
+  def empty(self, key: str) -> Any:
+    return empty_value(key, self.groups())
+
+  def spec(self, key: str) -> tuple[tuple[int, ...], type]:
+    """(shape, dtype) of batch array `key` for one micro-turn (a window adds [N], a batch
+    [B, N]): a group's slots, or a bool for `turn_mask` and the masks."""
+    for g in self.groups():
+      if key == g.key:
+        return (self.count(g.kind), *g.token.shape(self)), g.token.dtype
+      if key == g.mask:
+        return (), bool
+    if key == "turn_mask":
+      return (), bool
+    raise KeyError(key)
+
+  def segment_len(self, segment: Segment) -> int:
+    return sum(n for g, n in self.group_slots if g.segment is segment)
+
   @property
   def input_len(self) -> int:
-    return sum(n for k, n in self.counts if k in INPUT_KINDS)
+    return self.segment_len(Segment.INPUT)
 
   @property
   def output_len(self) -> int:
-    return sum(n for k, n in self.counts if k in OUTPUT_KINDS)
+    return self.segment_len(Segment.OUTPUT)
 
   @property
   def turn_len(self) -> int:
@@ -144,34 +265,40 @@ class Layout:
     """int [n]: indices within the output segment of the slots whose kind is in `kinds`."""
     return np.flatnonzero(np.isin(self.kinds()[self.input_len:], list(kinds)))
 
+  def output_segment(self) -> tuple[tuple[SlotGroup, int], ...]:
+    """(group, index within the group) of every slot of the output segment, in order."""
+    return tuple((g, i) for g, n in self.group_slots if g.segment is Segment.OUTPUT
+                 for i in range(n))
+
+  def split_output_segment(self, slots: list, stack=np.stack) -> dict[str, Any]:
+    """{key: the group's slots stacked on axis 1} from one array [B, ...] per output slot."""
+    start, groups = 0, {}
+    for g in self.groups(Segment.OUTPUT):
+      n = self.count(g.kind)
+      groups[g.key] = stack(slots[start:start + n], axis=1)
+      start += n
+    return groups
+
   def positions(self, n_turns: int, first_turn: int = 0) -> np.ndarray:
     """int32 [n_turns * turn_len]: absolute sequence positions of a window's tokens."""
     return np.arange(first_turn * self.turn_len, (first_turn + n_turns) * self.turn_len,
                      dtype=np.int32)
 
 
+
+def _empty(layout: Layout, keys: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
+  return {key: np.full((batch, *shape), layout.empty(key), dtype)
+          for key in keys for shape, dtype in [layout.spec(key)]}
+
+
 def empty_outputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
   """An output segment of silence: `<sil>` text and silence-mel audio."""
-  k, m = layout.frames_per_token, layout.n_mels
-  return {
-      "user_transcript": np.full((batch, layout.count(SlotKind.USER_TRANSCRIPT)), tokenizer.SIL,
-                                 np.int32),
-      "text_out": np.full((batch, layout.count(SlotKind.TEXT_OUT)), tokenizer.SIL, np.int32),
-      "audio_out": np.full((batch, layout.count(SlotKind.AUDIO_OUT), k, m), SILENCE_BIN,
-                           np.uint8),
-  }
+  return _empty(layout, layout.output_keys, batch)
 
 
 def empty_inputs(layout: Layout, batch: int) -> dict[str, np.ndarray]:
   """An input segment with nothing in it: what a missing or late chunk is replaced by."""
-  k, m, p = layout.frames_per_token, layout.n_mels, layout.patch
-  return {
-      "text_in": np.full((batch, layout.count(SlotKind.TEXT_IN)), tokenizer.PAD, np.int32),
-      "video": np.zeros((batch, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
-      "audio_in": np.full((batch, layout.count(SlotKind.AUDIO_IN), k, m), SILENCE_BIN, np.uint8),
-      "bg": np.full((batch, layout.count(SlotKind.BG)), tokenizer.PAD, np.int32),
-      "video_mask": np.zeros((batch,), bool),
-  }
+  return _empty(layout, layout.input_keys, batch)
 
 
 def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
@@ -179,24 +306,13 @@ def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
   """A batch of the window format above filled with random values (benchmarks, tests)."""
   rng = np.random.default_rng(seed)
   b, n = batch_size, n_turns
-
-  def ids(kind):
-    return rng.integers(0, vocab_size, (b, n, layout.count(kind)), dtype=np.int32)
-
-  def dmel(kind):
-    shape = (b, n, layout.count(kind), layout.frames_per_token, layout.n_mels)
-    return rng.integers(0, dmel_bins, shape, dtype=np.uint8)
-
-  p = layout.patch
-  return {
-      "turn": np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
-      "turn_mask": np.ones((b, n), bool),
-      "text_in": ids(SlotKind.TEXT_IN),
-      "video": rng.integers(0, 256, (b, n, layout.count(SlotKind.VIDEO), p, p, 3), np.uint8),
-      "video_mask": np.ones((b, n), bool),
-      "audio_in": dmel(SlotKind.AUDIO_IN),
-      "bg": ids(SlotKind.BG),
-      "user_transcript": ids(SlotKind.USER_TRANSCRIPT),
-      "text_out": ids(SlotKind.TEXT_OUT),
-      "audio_out": dmel(SlotKind.AUDIO_OUT),
-  }
+  high = {Token.TEXT: vocab_size, Token.PATCH: 256, Token.DMEL: dmel_bins}
+  batch = {"turn": np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
+           "turn_mask": np.ones((b, n), bool)}
+  for g in layout.groups():
+    if g.key is not None:
+      shape, dtype = layout.spec(g.key)
+      batch[g.key] = rng.integers(0, high[g.token], (b, n, *shape), dtype=dtype)
+    if g.mask:
+      batch[g.mask] = np.ones((b, n), bool)
+  return batch
