@@ -5,7 +5,11 @@ and two wide attention heads, which halves a step's time on CPU, and with the se
 ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
 (its sampled mel carries no information its voicing decision lacks, and drifts), `<sil>`
 targets weighted 0.3, and a fifth of the fed-back words replaced by random ones in training
-(`train.feedback_noise`; it made the model stop after every barge-in, trial t3).
+(`train.feedback_noise`; it made the model stop after every barge-in, trial t3), and a third of
+the fed-back text and voicing replaced by the model's own decisions (`train.own_feedback`,
+parallel scheduled sampling), streamed with a voicing threshold of 0.9: together they make it
+fall silent after its answers (trial t5; at the default threshold of 0.5, or 0.7, its own voice
+keeps it talking, "and and and").
 `jax-interact demo` runs it on three families whose timing it learns first (turn_taking,
 pause_handling, interruption); it beats both baselines on two of them (docs/BENCHMARKS.md):
 
@@ -33,6 +37,8 @@ def get_config():
   c.model.audio_feedback = "voicing"
   c.loss.silence_weight = 0.3
   c.train.feedback_noise = 0.2
+  c.train.own_feedback = 0.3
+  c.sample.voicing_threshold = 0.9
   c.train.steps = 1500
   c.train.warmup_steps = 100
   c.train.log_every_steps = 50
