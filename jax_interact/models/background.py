@@ -4,6 +4,11 @@ Text embedding, `Transformer` (the same core as the interaction model's temporal
 causal attention) and a text unembedding. It is trained on context packages followed by the
 job's result (data_pipelines/background_data.py) with `background_loss_fn`, and decoded by the
 LM worker (jax_interact/background/lm_worker.py) against a KV cache.
+
+The background kind's terms of the counts in counting.py (through registry.py), as LLMs are
+counted: matmul applications per token (`BackgroundModel.weight_applications`), training FLOPs
+per token with causal attention (`train_flops_per_token`), the description (`describe`) and a
+train step's sequence and logits (`train_activations`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ class BackgroundModel(nnx.Module):
     """An empty cache for `batch` sequences of up to `slots` tokens (positions 0..slots-1)."""
     return self.transformer.init_cache(batch, slots)
 
+  def weight_applications(self, path: tuple[str, ...]) -> float:
+    """How many times the matmul weight at `path` is applied in the forward of one token: once,
+    every MoE expert included (LLM FLOP counts' 6 x parameters)."""
+    del path
+    return 1.0
+
   def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
                cache: tuple[KVCache, ...] | None = None
                ) -> tuple[jax.Array, tuple[KVCache, ...] | None, jax.Array]:
@@ -98,3 +109,35 @@ def background_loss_fn(model: BackgroundModel, batch: dict[str, jax.Array],
   return loss, {"loss": loss, "text_loss": text_loss,
                 "text_accuracy": jnp.sum(correct * weights_BT) / total,
                 "tokens": jnp.asarray(tokens_BT.size, jnp.float32), "moe_aux_loss": aux_loss}
+
+
+# Counting: this kind's terms of models/counting.py (through registry.ModelKind) ----------------
+
+
+def train_flops_per_token(config: ml_collections.ConfigDict, forward_matmul_flops: float
+                          ) -> float:
+  """3 x the forward FLOPs of one token: its matmuls (`forward_matmul_flops`, by
+  `BackgroundModel.weight_applications`) + causal attention, n_layers * 4 * n_heads * head_dim
+  * seq_len / 2 (the keys a token of a training sequence sees on average)."""
+  m = config.model
+  return 3.0 * (forward_matmul_flops +
+                2.0 * m.n_layers * m.n_heads * m.head_dim * config.data.seq_len)
+
+
+def describe(config: ml_collections.ConfigDict, parts: dict[str, int], flops: float) -> str:
+  """One line: parameters (`parts`: per top-level part), sizes, training FLOPs per token."""
+  m = config.model
+  return (f"background LM {config.name}: {sum(parts.values()) / 1e6:.2f}M parameters, "
+          f"{m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads ({m.n_kv_heads} kv), "
+          f"sequences of {config.data.seq_len}; training FLOPs {flops / 1e6:.1f}M per token")
+
+
+def train_activations(config: ml_collections.ConfigDict, examples: float, kernel: str
+                      ) -> tuple[float, float, float]:
+  """Of a micro-batch of `examples` sequences: (tokens through the transformer, keys a query's
+  attention logits span under `kernel`, bytes of the text logits)."""
+  seq_len, vocab_size = config.data.seq_len, config.model.vocab_size
+  tokens = examples * seq_len
+  keys = seq_len if kernel == "xla" else seq_len / 2
+  head_bytes = tokens * vocab_size * 4 * 3  # float32 logits, log-softmax, gradient
+  return tokens, keys, head_bytes

@@ -13,6 +13,11 @@ Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
 `init_cache`), `local_step` (causal, so slot j's hidden state depends only on slots < j: a
 runtime decodes slot by slot against the cache of `init_local_cache`), `local_next_input`,
 `text_logits`, `voicing_logits` and `sample_audio`.
+
+The interaction kind's terms of the counts in counting.py (through registry.py): matmul
+applications per micro-turn (`InteractionModel.weight_applications`), training FLOPs per token
+with the temporal and local attention (`train_flops_per_token`), the description (`describe`)
+and a train step's activations besides the temporal layers (`train_activations`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, Te
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
 from jax_interact.models.layers import Dense, Precision, param, placement
-from jax_interact.models.transformer import Dims, Transformer
+from jax_interact.models.transformer import Dims, Transformer, layer_values_per_token
+from jax_interact.models.window import attention_mask
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
 
@@ -250,7 +256,10 @@ class InteractionModel(nnx.Module):
 
   def weight_applications(self, path: tuple[str, ...]) -> float:
     """How many times the matmul weight at `path` (in this model's parameter tree) is applied
-    in the forward of one micro-turn: what counting.py charges FLOPs for."""
+    in the forward of one micro-turn: what counting.py charges FLOPs for. The local decoder
+    runs only over the K output slots, the flow head once per audio slot (one velocity
+    evaluation), the hMLP stages per video patch; MoE experts count the k routed experts of a
+    token, not the room a capacity factor leaves (model FLOPs, as in MFU)."""
     layout = self.layout
     part = path[0]
     if part == "temporal":
@@ -292,3 +301,80 @@ class InteractionModel(nnx.Module):
             "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
 
+
+# Counting: this kind's terms of models/counting.py (through registry.ModelKind) ----------------
+
+
+def _visible_keys_per_turn(config: ml_collections.ConfigDict, layout: Layout) -> float:
+  """Keys visible to the queries of one micro-turn, averaged over a training window."""
+  m = config.model
+  pos = layout.positions(config.data.window)
+  visible = attention_mask(pos, pos, layout.turn_len, m.window_turns, m.sinks).sum()
+  return float(visible) / config.data.window
+
+
+def train_flops_per_token(config: ml_collections.ConfigDict, forward_matmul_flops: float
+                          ) -> float:
+  """3 x the forward FLOPs of one micro-turn / turn_len. The forward: its matmuls
+  (`forward_matmul_flops`, by `InteractionModel.weight_applications`)
+  + temporal attention: n_layers * 4 * n_heads * head_dim * (keys visible to a query, summed
+    over the turn_len queries; averaged over the positions of a training window of
+    data.window micro-turns under the window-plus-sinks mask)
+  + local attention: local_layers * 4 * local_heads * local_head_dim * sum_{j<K} (j + 1)."""
+  layout = Layout.from_config(config.stream)
+  m = config.model
+  temporal_attention = (m.n_layers * 4.0 * m.n_heads * m.head_dim *
+                        _visible_keys_per_turn(config, layout))
+  local = InteractionConfig.from_config(config).local
+  k = layout.output_len
+  local_attention = local.n_layers * 4.0 * local.n_heads * local.head_dim * k * (k + 1) / 2
+  return 3.0 * (forward_matmul_flops + temporal_attention + local_attention) / layout.turn_len
+
+
+def describe(config: ml_collections.ConfigDict, parts: dict[str, int], flops: float) -> str:
+  """Sizes of the temporal model, the local decoder and the micro-turn, `parts` (parameters
+  per top-level part) and `flops` (training FLOPs per token) per second of stream."""
+  layout = Layout.from_config(config.stream)
+  m = config.model
+  total = sum(parts.values())
+  tokens_per_s = layout.turn_len * 1000 / layout.chunk_ms
+  experts = f", {m.num_experts} experts top-{m.experts_per_token}" if m.num_experts else ""
+  lines = [
+      f"model {config.name}: {total / 1e6:.2f}M parameters",
+      (f"  temporal: {m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads "
+       f"({m.n_kv_heads} kv) x {m.head_dim}, d_ff {m.d_ff}{experts}; window "
+       f"{m.window_turns} micro-turns + {m.sinks} sinks"),
+      (f"  local decoder: {m.local_layers} layers, d_model {m.local_d_model}, "
+       f"{m.local_heads} heads, d_ff {m.local_d_ff}; flow head {m.flow_hidden} wide, "
+       f"{m.flow_steps} Euler steps"),
+      (f"  micro-turn: {layout.turn_len} tokens ({layout.input_len} in, "
+       f"{layout.output_len} out) = {tokens_per_s:.0f} tokens per second of stream"),
+      "  parameters: " + ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in
+                                   sorted(parts.items(), key=lambda item: -item[1])),
+      (f"  training FLOPs: {flops / 1e6:.1f}M per token, "
+       f"{flops * tokens_per_s / 1e9:.2f}G per second of stream"),
+  ]
+  return "\n".join(lines)
+
+
+def train_activations(config: ml_collections.ConfigDict, examples: float, kernel: str
+                      ) -> tuple[float, float, float]:
+  """Of a micro-batch of `examples` windows: (tokens through the temporal model, keys a query's
+  attention logits span under `kernel`, bytes of the activations besides the temporal model:
+  the video stem's stages, the local decoder and the text logits)."""
+  layout = Layout.from_config(config.stream)
+  m = config.model
+  act = jnp.dtype(m.dtype).itemsize
+  turns = examples * config.data.window
+  tokens = turns * layout.turn_len
+  keys = (config.data.window * layout.turn_len if kernel == "xla"
+          else _visible_keys_per_turn(config, layout) / layout.turn_len)
+  patch, width = config.stream.patch, max(m.d_model // 4, 16)
+  stem_values = ((patch // 4) ** 2 + (patch // 8) ** 2) * width * 3  # linear, norm, gelu
+  local = InteractionConfig.from_config(config).local
+  local_kept, local_everything = layer_values_per_token(local, m.remat)
+  text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+  head_bytes = (turns * layout.count(SlotKind.VIDEO) * stem_values * act +
+                (local_kept * local.n_layers + local_everything) * turns * layout.output_len *
+                act + turns * text_slots * m.vocab_size * 4 * 3)
+  return tokens, keys, head_bytes

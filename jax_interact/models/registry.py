@@ -1,8 +1,10 @@
 """Model kinds (`config.model.kind`): the one table of what differs between them.
 
 Each kind says how its model is built from a run's config (through the model's typed config),
-its training loss (with the run's loss weights) and its training examples (tokens per example,
-random examples, the data pipeline that reads a dataset).
+its training loss (with the run's loss weights), its training examples (tokens per example,
+random examples, the data pipeline that reads a dataset) and its terms of the counts of
+counting.py (training FLOPs per token, the description, the activations of a train step), which
+live beside each model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jax_interact.models import background, interaction
 from jax_interact.models.background import BackgroundConfig, BackgroundModel, background_loss_fn
 from jax_interact.models.interaction import InteractionConfig, InteractionModel
 from jax_interact.models.losses import LossWeights, loss_fn
@@ -32,6 +35,14 @@ class ModelKind:
   example_tokens: Callable[[ml_collections.ConfigDict], int]  # sequence tokens of an example
   random_examples: Callable[[ml_collections.ConfigDict, int, int], Batch]  # (config, n, seed)
   data_pipeline: str  # module whose make_iterator(config, dir, split, seed=, train=) reads data
+  # (config, forward matmul FLOPs by the model's weight_applications) -> FLOPs per token
+  train_flops_per_token: Callable[[ml_collections.ConfigDict, float], float]
+  # (config, parameters per top-level part, training FLOPs per token) -> a few lines
+  describe: Callable[[ml_collections.ConfigDict, dict[str, int], float], str]
+  # (config, examples per micro-batch, attention kernel) -> (tokens through the main
+  # transformer, keys a query's attention logits span, bytes of the other activations)
+  train_activations: Callable[[ml_collections.ConfigDict, float, str],
+                              tuple[float, float, float]]
 
 
 def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
@@ -65,11 +76,15 @@ KINDS: dict[str, ModelKind] = {
     "interaction": ModelKind(
         build=_build_interaction, loss=_interaction_loss,
         example_tokens=lambda c: c.data.window * Layout.from_config(c.stream).turn_len,
-        random_examples=_random_windows, data_pipeline="data_pipelines.grain_pipeline"),
+        random_examples=_random_windows, data_pipeline="data_pipelines.grain_pipeline",
+        train_flops_per_token=interaction.train_flops_per_token,
+        describe=interaction.describe, train_activations=interaction.train_activations),
     "background": ModelKind(
         build=_build_background, loss=lambda config, train: background_loss_fn,
         example_tokens=lambda c: c.data.seq_len,
-        random_examples=_random_sequences, data_pipeline="data_pipelines.background_data"),
+        random_examples=_random_sequences, data_pipeline="data_pipelines.background_data",
+        train_flops_per_token=background.train_flops_per_token,
+        describe=background.describe, train_activations=background.train_activations),
 }
 
 

@@ -2,8 +2,9 @@
 
 Shared by the temporal model, the local decoder and the background LM. Layers are built with
 `nnx.vmap` (one parameter pytree with a leading `layers` axis). A whole sequence runs them with
-`jax.lax.scan` over that axis, each step wrapped in `jax.checkpoint` according to `remat`;
-decoding runs them unrolled against a cache of one `KVCache` per layer (`init_cache`).
+`jax.lax.scan` over that axis, each step wrapped in `jax.checkpoint` according to `remat`
+(`layer_values_per_token`: what a layer then keeps for the backward pass); decoding runs them
+unrolled against a cache of one `KVCache` per layer (`init_cache`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ class Dims:
                num_experts=m.num_experts, experts_per_token=m.experts_per_token,
                expert_capacity=m.expert_capacity, rope_theta=m.rope_theta,
                attention=m.attention)
+
+
+def layer_values_per_token(dims: Dims, remat: str) -> tuple[float, float]:
+  """(values a layer keeps per token for the backward pass under `remat`, values its backward
+  recomputes per token): the layer input; with "dots", the matmul outputs too (q, k, v,
+  attention projection, gate, up, down); with "none", norms and products besides."""
+  d, qh, kvh = dims.d_model, dims.n_heads * dims.head_dim, dims.n_kv_heads * dims.head_dim
+  ff = dims.d_ff * (dims.experts_per_token * max(dims.expert_capacity, 1.0)
+                    if dims.num_experts else 1)
+  everything = 7 * d + 2 * qh + 2 * kvh + 3 * ff
+  kept = {"full": d, "dots": 3 * d + qh + 2 * kvh + 2 * ff, "none": everything}[remat]
+  return kept, everything
 
 
 class Block(nnx.Module):
