@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -89,9 +88,8 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
       if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(
-            workers, worker_lifetime.follow_parent, (os.getpid(),)) as pool:
-          layout = _write(tmp, pool.imap(_featurize, jobs, chunksize=4), bar)
+        with worker_lifetime.pool(workers) as pool:
+          layout = _write(tmp, pool.map(_featurize, jobs, chunksize=4), bar)
       else:
         layout = _write(tmp, map(_featurize, jobs), bar)
     (tmp / LAYOUT).write_text(json.dumps(layout, indent=1))

@@ -10,7 +10,6 @@ generates only the I-th of N contiguous blocks of episode indices, a part that
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import pathlib
 import time
@@ -52,9 +51,8 @@ def generate_episodes(tasks: Sequence[str], indices: range, seed: int, workers: 
         yield _generate(job)
         bar.update()
       return
-    with multiprocessing.get_context("spawn").Pool(
-        workers, worker_lifetime.follow_parent, (os.getpid(),)) as pool:
-      for episode in pool.imap(_generate, jobs):
+    with worker_lifetime.pool(workers) as pool:
+      for episode in pool.map(_generate, jobs):
         yield episode
         bar.update()
 

@@ -2,19 +2,25 @@
 
 A trainer killed with SIGKILL runs no cleanup, so the processes it spawned (Grain's prefetch
 workers, the featurizing and generating pools) would live on as orphans holding their memory.
-Each worker runs `follow_parent` first (Grain's worker_init_fn, a Pool's initializer): a daemon
+Each worker runs `follow_parent` first (Grain's worker_init_fn, `pool`'s initializer): a daemon
 thread ends it as soon as its parent is gone.
 It also ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or a scheduler's preemption sends
 to the whole process group: the parent decides when its workers stop (it checkpoints first, see
-jax_interact/training/preemption.py), and they stop with it.
+jax_interact/training/preemption.py), and they stop with it. So a pool of them is shut down by
+telling its workers to stop (`pool`), never by SIGTERM, which `multiprocessing.Pool.terminate`
+relies on: it would wait forever for a worker that ignores it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 POLL_S = 0.5
 
@@ -31,3 +37,17 @@ def follow_parent(parent: int, *_) -> None:
     os._exit(1)  # nothing to flush: the parent that wanted the results is gone
 
   threading.Thread(target=exit_when_orphaned, name="follow-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+  """`workers` spawned processes that end with this one (`follow_parent`). When the block ends,
+  however it ends, jobs not started are cancelled and the workers stop once their running job
+  is done."""
+  executor = concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context("spawn"), initializer=follow_parent,
+      initargs=(os.getpid(),))
+  try:
+    yield executor
+  finally:
+    executor.shutdown(wait=True, cancel_futures=True)

@@ -6,12 +6,14 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from test_dataset import write_tiny_dataset
 from test_trainer import REPO, SMALL, TINY, read_metrics
 
+from data_pipelines import worker_lifetime
 from jax_interact.training import preemption
 
 WORKERS = 2
@@ -110,3 +112,44 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   run.send_signal(signal.SIGKILL)
   run.wait()
   wait_for(lambda: not alive(workers))
+
+
+def test_a_worker_pool_stops_however_its_block_ends():
+  """Pool workers ignore SIGTERM (their parent decides when they stop), so the pool must stop
+  them by telling them, at the end of a block that completes or raises, and not hang."""
+  before = descendants(os.getpid())
+  outcomes = []
+
+  def run(fail: bool) -> None:
+    # One core for this thread and the workers it spawns, where multiprocessing.Pool.terminate
+    # hung most often: its workers wait on a queue lock it holds, ignoring its SIGTERM.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    try:
+      with worker_lifetime.pool(2) as pool:
+        squares = list(pool.map(pow, range(40), [2] * 40, chunksize=4))
+        if fail:
+          raise RuntimeError("the consumer failed")
+      outcomes.append(squares == [i * i for i in range(40)])
+    except RuntimeError:
+      outcomes.append("raised")
+
+  for fail in (False, True) * 3:
+    thread = threading.Thread(target=run, args=(fail,), daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), f"the pool hung at the end of a block (fail={fail})"
+  assert outcomes == [True, "raised"] * 3
+  wait_for(lambda: not spawned_workers(alive(descendants(os.getpid()) - before)), timeout_s=30)
+
+
+def spawned_workers(pids: set[int]) -> set[int]:
+  """Those of `pids` that are multiprocessing's spawned workers (not its resource tracker)."""
+  workers = set()
+  for pid in pids:
+    try:
+      command = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+      continue
+    if b"spawn_main" in command:
+      workers.add(pid)
+  return workers
