@@ -2,7 +2,9 @@
 
 The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it reached). It
 is configs/demo.py (compact micro-turn, the model's own audio fed back as voicing, `<sil>` 0.3)
-without the demo's feedback noise, with training and attention windows of 32 micro-turns
+without the demo's feedback noise, own-prediction feedback and voicing threshold (on the six
+families they traded pause_handling and rep_count for turn_taking: ablation r6 in
+docs/BENCHMARKS.md), with training and attention windows of 32 micro-turns
 (6.4 s), long enough to see a beat period or a calculator result arrive after its question,
 trained long enough to learn timing, not only words. The streaming eval on 36 validation episodes every 500 steps keeps the best
 step in W/best, which `make recipe` scores. Run `r5` of the ablation table is this config.
@@ -27,6 +29,8 @@ def get_config():
   c.train.steps = 5000
   c.train.warmup_steps = 30  # as tiny; run r5 trained with it
   c.train.feedback_noise = 0.0
+  c.train.own_feedback = 0.0
+  c.sample.voicing_threshold = 0.5
   c.train.log_every_steps = 100
   c.train.eval_every_steps = 500
   c.train.eval_batches = 4

@@ -20,16 +20,20 @@ WORKERS = 2
 
 
 def test_a_signal_is_noted_and_a_second_one_acts_at_once():
-  before = signal.getsignal(signal.SIGINT)
-  with pytest.raises(KeyboardInterrupt):
-    with preemption.Preemption() as preempted:
-      assert not preempted.reached(1)
-      os.kill(os.getpid(), signal.SIGINT)
-      wait_for(lambda: preempted.reached(1))
-      assert preempted.signal == signal.SIGINT
-      os.kill(os.getpid(), signal.SIGINT)  # the previous handler: KeyboardInterrupt
-      wait_for(lambda: False, timeout_s=5)
-  assert signal.getsignal(signal.SIGINT) is before
+  # Python's own SIGINT handler before, whatever an earlier test in this worker left installed.
+  outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      with preemption.Preemption() as preempted:
+        assert not preempted.reached(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for(lambda: preempted.reached(1))
+        assert preempted.signal == signal.SIGINT
+        os.kill(os.getpid(), signal.SIGINT)  # the previous handler: KeyboardInterrupt
+        wait_for(lambda: False, timeout_s=5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGINT, outer)
 
 
 def wait_for(condition, timeout_s: float = 60.0) -> None:
