@@ -73,7 +73,9 @@ def alive(pids: set[int]) -> set[int]:
   return running
 
 
-def grain_workers(pid: int) -> set[int]:
+def spawned_workers(pid: int) -> set[int]:
+  """multiprocessing's spawned workers below `pid` (Grain's, a pool's; not its resource
+  tracker)."""
   workers = set()
   for child in descendants(pid):
     try:
@@ -96,7 +98,7 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   # SIGTERM: the trainer saves the step it is at and exits 0, its workers with it.
   run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True)
-  wait_for(lambda: len(grain_workers(run.pid)) == WORKERS)
+  wait_for(lambda: len(spawned_workers(run.pid)) == WORKERS)
   workers = descendants(run.pid)
   run.send_signal(signal.SIGTERM)
   out, _ = run.communicate(timeout=300)
@@ -111,7 +113,7 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   # SIGKILL: nothing runs in the trainer, yet its workers notice and end.
   run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-  wait_for(lambda: len(grain_workers(run.pid)) == WORKERS)
+  wait_for(lambda: len(spawned_workers(run.pid)) == WORKERS)
   workers = descendants(run.pid)
   run.send_signal(signal.SIGKILL)
   run.wait()
@@ -143,17 +145,5 @@ def test_a_worker_pool_stops_however_its_block_ends():
     thread.join(timeout=120)
     assert not thread.is_alive(), f"the pool hung at the end of a block (fail={fail})"
   assert outcomes == [True, "raised"] * 3
-  wait_for(lambda: not spawned_workers(alive(descendants(os.getpid()) - before)), timeout_s=30)
+  wait_for(lambda: not alive(spawned_workers(os.getpid()) - before), timeout_s=30)
 
-
-def spawned_workers(pids: set[int]) -> set[int]:
-  """Those of `pids` that are multiprocessing's spawned workers (not its resource tracker)."""
-  workers = set()
-  for pid in pids:
-    try:
-      command = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-      continue
-    if b"spawn_main" in command:
-      workers.add(pid)
-  return workers
