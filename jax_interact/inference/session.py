@@ -137,11 +137,10 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
   comes from slot j - 1's token alone (`local_next_input`), slot 0's from the temporal state.
   """
   layout = model.layout
-  kinds_K = layout.kinds()[layout.input_len:]
   b = hidden_BD.shape[0]
   k, m = layout.frames_per_token, layout.n_mels
   cache = model.init_local_cache(b)
-  slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, len(kinds_K)), out_axes=1)(rng_B)
+  slot_rngs_KB = jax.vmap(lambda key: jax.random.split(key, layout.output_len), out_axes=1)(rng_B)
 
   x_BD = model.local_from_temporal(hidden_BD)
   tokens, text_logits, voicing_logits, mels = [], [], [], []

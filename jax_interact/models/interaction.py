@@ -39,7 +39,7 @@ from jax_interact.models.layers import Dense, Precision, param, placement
 from jax_interact.models.transformer import Dims, Transformer, layer_values_per_token
 from jax_interact.models.window import attention_mask
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
-from jax_interact.streams.layout import OUTPUT_KINDS, TEXT_OUTPUT_KINDS, Layout, SlotKind
+from jax_interact.streams.layout import OUTPUT_KINDS, Layout, SlotKind, Token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,10 +270,10 @@ class InteractionModel(nnx.Module):
       per_patch = {"stage1": (layout.patch // 4) ** 2, "stage2": (layout.patch // 8) ** 2,
                    "stage3": 1}[path[1]]
       return layout.count(SlotKind.VIDEO) * per_patch
-    text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+    text_slots = len(layout.token_slots(Token.TEXT))
     return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
             "local": layout.output_len, "text_head": text_slots,
-            "voicing_head": layout.count(SlotKind.AUDIO_OUT),
+            "voicing_head": len(layout.token_slots(Token.DMEL)),
             "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
 
   # Training forward ------------------------------------------------------------------------
@@ -295,8 +295,8 @@ class InteractionModel(nnx.Module):
                                      outputs_BNKD.reshape(b * n, layout.output_len, d))
     local_hidden = sharding.constrain(local_hidden.reshape(b, n, layout.output_len, -1),
                                       ("batch", None, None, "embed"))
-    text_hidden = jnp.take(local_hidden, layout.output_slots(TEXT_OUTPUT_KINDS), axis=2)
-    audio_hidden = jnp.take(local_hidden, layout.output_slots((SlotKind.AUDIO_OUT,)), axis=2)
+    text_hidden = jnp.take(local_hidden, layout.token_slots(Token.TEXT), axis=2)
+    audio_hidden = jnp.take(local_hidden, layout.token_slots(Token.DMEL), axis=2)
     return {"text_logits": self.text_logits(text_hidden),
             "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
@@ -373,7 +373,7 @@ def train_activations(config: ml_collections.ConfigDict, examples: float, kernel
   stem_values = ((patch // 4) ** 2 + (patch // 8) ** 2) * width * 3  # linear, norm, gelu
   local = InteractionConfig.from_config(config).local
   local_kept, local_everything = layer_values_per_token(local, m.remat)
-  text_slots = sum(layout.count(k) for k in TEXT_OUTPUT_KINDS)
+  text_slots = len(layout.token_slots(Token.TEXT))
   head_bytes = (turns * layout.count(SlotKind.VIDEO) * stem_values * act +
                 (local_kept * local.n_layers + local_everything) * turns * layout.output_len *
                 act + turns * text_slots * m.vocab_size * 4 * 3)

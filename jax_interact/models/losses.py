@@ -68,7 +68,7 @@ def output_targets(layout: Layout, batch: dict[str, jax.Array],
   order (the order of the model's text or voicing logits): their indices in the output segment,
   their targets and the Target each is a target of."""
   groups = layout.groups(Segment.OUTPUT, token)
-  slots_K = layout.output_slots(g.kind for g in groups)
+  slots_K = layout.token_slots(token)
   targets = jnp.concatenate([batch[g.key] for g in groups], axis=2)
   streams_K = np.array([g.target for g in groups for _ in range(layout.count(g.kind))])
   return slots_K, targets, streams_K

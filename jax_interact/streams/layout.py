@@ -265,6 +265,11 @@ class Layout:
     """int [n]: indices within the output segment of the slots whose kind is in `kinds`."""
     return np.flatnonzero(np.isin(self.kinds()[self.input_len:], list(kinds)))
 
+  def token_slots(self, token: Token) -> np.ndarray:
+    """int [n]: indices within the output segment of the slots holding `token`, in order (the
+    order of the model's text or voicing logits and of their loss targets)."""
+    return self.output_slots(g.kind for g in self.groups(Segment.OUTPUT, token))
+
   def output_segment(self) -> tuple[tuple[SlotGroup, int], ...]:
     """(group, index within the group) of every slot of the output segment, in order."""
     return tuple((g, i) for g, n in self.group_slots if g.segment is Segment.OUTPUT
