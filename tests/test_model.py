@@ -269,3 +269,22 @@ def test_own_predictions_feed_back_the_models_voicing():
   keep = own_voiced & np.asarray(voiced(batch["audio_out"]))
   np.testing.assert_array_equal(np.asarray(fed["audio_out"])[keep],
                                 np.asarray(batch["audio_out"])[keep])
+
+
+def test_word_accuracy_is_reported_per_stream():
+  """A text head predicting <pad> everywhere is right on every <pad> target and wrong on every
+  word: put the <pad> targets in one stream and the words in the other, then swap."""
+  config = _config()
+  layout = Layout.from_config(config.stream)
+  model = models.build(config, nnx.Rngs(0))
+  model.text_head.w[...] = jnp.zeros_like(model.text_head.w[...])  # equal logits: argmax <pad>
+  weights = LossWeights.from_config(config.loss)
+  word = len(SPECIAL_PIECES)
+  for right, wrong in (("user_transcript", "text_out"), ("text_out", "user_transcript")):
+    batch = _batch(config, layout)
+    batch[right] = np.zeros_like(batch[right])  # <pad>: not <sil>, so a spoken target
+    batch[wrong] = np.full_like(batch[wrong], word)
+    _, metrics = loss_fn(model, batch, jax.random.key(0), weights=weights)
+    accuracy = {"user_transcript": metrics["transcript_accuracy"],
+                "text_out": metrics["text_accuracy"]}
+    assert float(accuracy[right]) == 1.0 and float(accuracy[wrong]) == 0.0

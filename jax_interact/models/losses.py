@@ -180,7 +180,9 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
       "voicing_loss": voicing_loss,
       "voicing_accuracy": _weighted_mean((voicing_logits_BNK > 0) == voiced_BNK,
                                          audio_weights_BNK),
-      "text_accuracy": _weighted_mean(correct, spoken),
+      "text_accuracy": _weighted_mean(correct, spoken * (text_streams_K == Target.TEXT)),
+      "transcript_accuracy": _weighted_mean(correct,
+                                            spoken * (text_streams_K == Target.TRANSCRIPT)),
       "tokens": jnp.sum(batch["turn_mask"].astype(jnp.float32)) * layout.turn_len,
       "moe_aux_loss": outputs["moe_aux_loss"],
   }
