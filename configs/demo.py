@@ -1,8 +1,8 @@
 """demo: the model of `make demo`, which learns some turn-taking in minutes on 2 CPU cores.
 
 `tiny` with a smaller micro-turn (10 mel frames per audio token, 40x40 video, fewer text slots)
-and two wide attention heads, which halves a step's time on CPU, and with the settings the
-ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
+and eight attention heads of 16 (with two, the user transcript barely learns: ablation a1-a9),
+and with the settings the ablations of docs/BENCHMARKS.md picked: the model's own audio fed back as its voicing only
 (its sampled mel carries no information its voicing decision lacks, and drifts), `<sil>`
 targets weighted 0.3, and a fifth of the fed-back words replaced by random ones in training
 (`train.feedback_noise`; it made the model stop after every barge-in, trial t3), and a third of
@@ -31,9 +31,9 @@ def get_config():
   c.stream.user_transcript_slots = 2
   c.stream.text_out_slots = 3
   c.stream.bg_slots = 2
-  c.model.n_heads = 2
-  c.model.n_kv_heads = 1
-  c.model.head_dim = 64
+  c.model.n_heads = 8
+  c.model.n_kv_heads = 4
+  c.model.head_dim = 16
   c.model.audio_feedback = "voicing"
   c.loss.silence_weight = 0.3
   c.train.feedback_noise = 0.2

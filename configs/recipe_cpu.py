@@ -4,9 +4,9 @@ The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it 
 of the 7 targets on its own validation episodes, 4 on a seed it never trained on, in 38 min).
 It is configs/demo.py (compact micro-turn, the model's own audio fed back as voicing, `<sil>`
 0.3) without the demo's feedback noise, own-prediction feedback and voicing threshold (on the
-six families they traded pause_handling and rep_count for turn_taking: ablation r6), with
-eight attention heads of 16 instead of the demo's two of 64 (same width; the user transcript's
-teacher-forced word accuracy after 800 steps 0.16 -> 0.52, ablation a1-a9), and training and
+six families they traded pause_handling and rep_count for turn_taking: ablation r6), with its
+eight attention heads of 16 (two of 64 before: the user transcript's teacher-forced word
+accuracy after 800 steps 0.16 -> 0.52, ablation a1-a9), and training and
 attention windows of 32 micro-turns (6.4 s), long enough to see a beat period or a calculator
 result arrive after its question. The streaming eval on 36 validation episodes every 500
 steps keeps the best step in W/best, which `make recipe` scores.
@@ -27,9 +27,6 @@ def get_config():
   c = demo.get_config()
   c.name = "recipe_cpu"
   c.data.window = 32
-  c.model.n_heads = 8
-  c.model.head_dim = 16
-  c.model.n_kv_heads = 4
   c.model.window_turns = 32
   c.train.steps = 5000
   c.train.warmup_steps = 30  # as tiny; run r5 trained with it
