@@ -270,11 +270,10 @@ class InteractionModel(nnx.Module):
       per_patch = {"stage1": (layout.patch // 4) ** 2, "stage2": (layout.patch // 8) ** 2,
                    "stage3": 1}[path[1]]
       return layout.count(SlotKind.VIDEO) * per_patch
-    text_slots = len(layout.token_slots(Token.TEXT))
+    text_slots, audio_slots = (len(layout.token_slots(t)) for t in (Token.TEXT, Token.DMEL))
     return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
-            "local": layout.output_len, "text_head": text_slots,
-            "voicing_head": len(layout.token_slots(Token.DMEL)),
-            "flow": layout.count(SlotKind.AUDIO_OUT)}[part]
+            "local": layout.output_len, "text_head": text_slots, "voicing_head": audio_slots,
+            "flow": audio_slots}[part]
 
   # Training forward ------------------------------------------------------------------------
 
