@@ -77,6 +77,9 @@ def defaults() -> ml_collections.ConfigDict:
   # What the model hears of its own audio: "dmel" (the bag of its dMel bins) or "voicing" (only
   # whether each audio token is voiced: the same in training and streaming).
   c.model.audio_feedback = "dmel"
+  # Text logits from their own [d_local, vocab] table ("separate") or scored against the text
+  # embedding table ("tied": a token the model reads, such as a background result, it can say).
+  c.model.text_head = "separate"
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
   # MoE capacity factor: 0 computes every routed token (ragged_dot); c > 0 gives each expert room
@@ -215,6 +218,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "model.flow_hidden": _positive,
     "model.flow_steps": _positive,
     "model.audio_feedback": _one_of("dmel", "voicing"),
+    "model.text_head": _one_of("separate", "tied"),
     "model.num_experts": _non_negative,
     "model.experts_per_token": _positive,
     "model.expert_capacity": _non_negative,

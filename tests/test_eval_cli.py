@@ -48,8 +48,10 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
       model_metrics = {k for k in report[family] if not k.startswith("tf_")}
       assert set(system[family]) == model_metrics, (name, family)
   for family in families:
-    assert {"tf_start_accuracy", "free_start_accuracy", "free_quiet_accuracy",
-            "words_without_voice", "voice_without_words"} <= set(report[family])
+    assert {"tf_start_accuracy", "tf_word_accuracy", "free_start_accuracy",
+            "free_quiet_accuracy", "words_without_voice", "voice_without_words"} <= set(
+                report[family])
+    assert 0.0 <= report[family]["tf_word_accuracy"] <= 1.0
     assert report["baselines"]["silent"][family]["free_start_accuracy"] == 0.0
   assert report["baselines"]["silent"]["turn_taking"]["score"] == 0.0
   assert report["overall"]["mel_l1"] > 0 and report["meta"]["episodes"] == 2

@@ -16,7 +16,8 @@ from jax_interact.inference import engine as engine_lib
 from jax_interact.models import counting, decisions, loss_fn, losses
 from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
-from jax_interact.streams.layout import GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, random_batch
+from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, Token,
+                                         random_batch)
 from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 B, N = 2, 4
@@ -149,6 +150,37 @@ def test_moe_flops_count_only_active_experts():
   assert counting.train_flops_per_token(moe) == pytest.approx(
       counting.train_flops_per_token(dense) + router_flops, rel=1e-9)
   assert counting.param_count(moe) > counting.param_count(dense)
+
+
+def test_a_tied_text_head_says_the_token_whose_embedding_matches():
+  """With `model.text_head="tied"` the text logits score the text embedding table itself: give
+  one token's row the direction of a hidden state's projection and that token wins, and the
+  same row is what the model reads when that token is its input."""
+  config = _config()
+  config.model.text_head = "tied"
+  model = models.build(config, nnx.Rngs(0))
+  hidden = jax.random.normal(jax.random.key(1), (3, config.model.local_d_model))
+  query = model.text_head(hidden)
+  word = len(SPECIAL_PIECES) + 5
+  row = 10.0 * query[0] / jnp.linalg.norm(query[0])
+  model.text_embed.table[...] = model.text_embed.table[...].at[word].set(row)
+  assert int(jnp.argmax(model.text_logits(hidden)[0])) == word
+  np.testing.assert_allclose(model.text_embed(jnp.array([word]))[0], row, rtol=1e-6)
+
+
+def test_a_tied_text_head_is_charged_its_table_as_a_matmul():
+  """Tying replaces the [d_local, vocab] head by a [d_local, d_model] projection and the
+  [vocab, d_model] table, applied per text slot of a micro-turn."""
+  separate, tied = _config(), _config()
+  tied.model.text_head = "tied"
+  layout = Layout.from_config(separate.stream)
+  m = separate.model
+  per_turn = 2 * len(layout.token_slots(Token.TEXT)) * (
+      m.local_d_model * m.d_model + m.d_model * m.vocab_size - m.local_d_model * m.vocab_size)
+  assert counting.train_flops_per_token(tied) == pytest.approx(
+      counting.train_flops_per_token(separate) + 3 * per_turn / layout.turn_len, rel=1e-9)
+  assert counting.param_count(tied) == counting.param_count(separate) + (
+      m.local_d_model * m.d_model - m.local_d_model * m.vocab_size)
 
 
 def test_parameters_carry_logical_sharding():

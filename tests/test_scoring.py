@@ -7,7 +7,7 @@ import pytest
 
 from data_pipelines import featurize, synthetic
 from jax_interact import config as config_lib
-from jax_interact.evaluation import baselines, scoring, transcripts
+from jax_interact.evaluation import baselines, diagnostics, scoring, transcripts
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.dmel import SILENCE_BIN
@@ -178,3 +178,12 @@ def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tok
     assert all(not (lo - baselines.GATE_SILENCE_S + 1e-9 < s_hi <= lo) for _, s_hi in speech)
   said = [w.text for w in transcripts.from_outputs(early, layout, tokenizer).words]
   assert [w.text for w in heard.words] == said  # held and released in order, nothing lost
+
+
+def test_teacher_forced_word_accuracy_counts_the_reference_words_only():
+  """A word said where the reference is silent is a quiet-accuracy matter, not a word error;
+  each reference word counts once, right only when the decision is that word."""
+  word = len(tokenizer_lib.SPECIAL_PIECES)
+  targets_TK = np.array([[SIL, word], [word + 1, tokenizer_lib.PAD], [SIL, SIL]])
+  words_TK = np.array([[word + 2, word], [word + 3, word + 1], [word, word]])
+  assert diagnostics.word_accuracy(words_TK, targets_TK) == {"tf_word_accuracy": [1.0, 0.0]}

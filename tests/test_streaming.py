@@ -28,10 +28,12 @@ def model(config):
   return models.build(config, nnx.Rngs(0))
 
 
-def test_voicing_feedback_stream_matches_forward():
-  """With the model hearing only the voicing of its own audio, streaming still equals forward."""
+def test_voicing_feedback_and_tied_text_head_stream_matches_forward():
+  """With the model hearing only the voicing of its own audio and its text head tied to the
+  text embedding (as configs/recipe_cpu.py), streaming still equals forward."""
   config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
-                                               "model.sinks=3", "model.audio_feedback=voicing"])
+                                               "model.sinks=3", "model.audio_feedback=voicing",
+                                               "model.text_head=tied"])
   test_teacher_forced_stream_matches_forward_past_the_window(
       config, models.build(config, nnx.Rngs(0)))
 

@@ -23,6 +23,12 @@ sampler's greedy rule (`decisions.greedy_text`), and speech goes on (quiet momen
 first audio slot is voiced given the reference's text. High tf and
 low free accuracy means the model can predict the moment but drifts once its own samples are
 fed back; both low means it cannot predict it yet.
+
+Words. `tf_word_accuracy`: over the model-text slots whose reference is a word, how often the
+teacher-forced decision (the sampler's rule, every earlier slot the reference's) is that word.
+Low where the free-running words are wrong tells "does not know what to say" (a background
+result it does not copy, an answer it does not know) from "drifts once its own words are fed
+back".
 """
 
 from __future__ import annotations
@@ -80,6 +86,14 @@ def moments(annotations: dict, n_turns: int, chunk_ms: int) -> tuple[list[int], 
   return [t for t in starts if t < n_turns], sorted(quiet)
 
 
+def word_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray) -> Observations:
+  """`tf_word_accuracy` samples of one episode from the teacher-forced decisions of its
+  model-text slots (`words_TK`) and their references (`targets_TK`), token ids [T, K]."""
+  spoken = is_word(targets_TK)
+  return {"tf_word_accuracy": [float(w == r) for w, r in zip(words_TK[spoken],
+                                                             targets_TK[spoken])]}
+
+
 def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: dict,
                       chunk_ms: int, prefix: str) -> Observations:
   """`<prefix>start_accuracy` and `<prefix>quiet_accuracy` samples of one episode, from the
@@ -98,24 +112,25 @@ class TeacherForced:
     self.sampling = sampling
     _, self._step = session.jit_step(model)
 
-  def __call__(self, params, windows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(starts a word, speaks) bool [B, N] each, for a batch of windows
-    (data_pipelines.featurize format, [B, N, ...]); `params` as the engine serves them
-    (`session.serving_params`)."""
+  def __call__(self, params, windows: dict[str, np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts a word, speaks) bool [B, N] each and the model-text slots' decisions int32
+    [B, N, K], for a batch of windows (data_pipelines.featurize format, [B, N, ...]); `params`
+    as the engine serves them (`session.serving_params`)."""
     layout = self.model.layout
     batch, n = windows["turn"].shape
     state = session.init_state(self.model, batch, seed=0)
     text_kinds = [g.kind for g, _ in layout.output_segment() if g.token is Token.TEXT]
-    first_text = text_kinds.index(SlotKind.TEXT_OUT)  # its logits among the text slots'
-    starts_TB, voiced_TB = [], []
+    model_text = [i for i, kind in enumerate(text_kinds) if kind is SlotKind.TEXT_OUT]
+    words_TBK, voiced_TB = [], []
     for t in range(n):
       chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
       forced = {k: jnp.asarray(windows[k][:, t]) for k in session.OUTPUT_KEYS}
       state, out = self._step(params, state, chunk, forced)
       out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
-      first_word = decisions.greedy_text(out["text_logits"][:, first_text],
-                                       self.sampling.silence_threshold)
-      starts_TB.append(is_word(first_word))
+      words_TBK.append(decisions.greedy_text(out["text_logits"][:, model_text],
+                                             self.sampling.silence_threshold))
       voiced_TB.append(out["voicing_logits"][:, 0] > self.sampling.voicing_logit)
-    starts_BN = np.stack(starts_TB, axis=1)
-    return starts_BN, starts_BN | np.stack(voiced_TB, axis=1)
+    words_BNK = np.stack(words_TBK, axis=1)
+    starts_BN = is_word(words_BNK[..., 0])
+    return starts_BN, starts_BN | np.stack(voiced_TB, axis=1), words_BNK

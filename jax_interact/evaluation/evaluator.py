@@ -144,7 +144,7 @@ class Evaluator:
     return nnx.merge(nnx.graphdef(self.model), self.engine.params)
 
   def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
-    """Per episode, the `tf_*` decision accuracies (diagnostics.py)."""
+    """Per episode, the `tf_*` decision and word accuracies (diagnostics.py)."""
     if self._teacher_forced is None:
       self._teacher_forced = diagnostics.TeacherForced(
           self.model, session_lib.Sampling.from_config(self.config.sample))
@@ -154,10 +154,13 @@ class Evaluator:
       indices = list(range(first, min(first + rows, len(self.episodes))))
       stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, indices,
                                                               progress)
-      starts_BN, speaks_BN = self._teacher_forced(self.engine.params, stacked)
+      starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
       for i, length in enumerate(lengths):
         episode = self.episodes[first + i]
-        observations.append(diagnostics.decision_accuracy(
-            starts_BN[i, :length], speaks_BN[i, :length], episode.annotations,
-            self.engine.layout.chunk_ms, "tf_"))
+        obs = diagnostics.decision_accuracy(starts_BN[i, :length], speaks_BN[i, :length],
+                                            episode.annotations, self.engine.layout.chunk_ms,
+                                            "tf_")
+        obs.update(diagnostics.word_accuracy(words_BNK[i, :length],
+                                             stacked["text_out"][i, :length]))
+        observations.append(obs)
     return observations

@@ -71,9 +71,9 @@ class BackgroundModel(nnx.Module):
 
   def weight_applications(self, path: tuple[str, ...]) -> float:
     """How many times the matmul weight at `path` is applied in the forward of one token: once,
-    every MoE expert included (LLM FLOP counts' 6 x parameters)."""
-    del path
-    return 1.0
+    every MoE expert included (LLM FLOP counts' 6 x parameters); the embedding table is looked
+    up, not multiplied."""
+    return 0.0 if path[0] == "text_embed" else 1.0
 
   def __call__(self, tokens_BT: jax.Array, pos_BT: jax.Array | None = None,
                cache: tuple[KVCache, ...] | None = None

@@ -13,7 +13,8 @@ convention of MFU: 3 x (forward FLOPs). The forward's matmuls are
 with the applications the model's `weight_applications` gives (per micro-turn for the
 interaction model, per token for the background LM); the kind adds its attention
 (`ModelKind.train_flops_per_token`). Table lookups (text, dMel bag, kind, position embeddings)
-count zero FLOPs, as embeddings do in LLM FLOP counts.
+count zero FLOPs, as embeddings do in LLM FLOP counts; a table the model also scores against (a
+tied text head) is charged its applications as a matmul, like any other weight.
 
 `train_memory` estimates a train step's device memory (what picks batch, micro-batches and
 remat for a device, and what an out-of-memory error reports): the optimizer state, the
@@ -60,7 +61,7 @@ def param_counts_by_part(config: ml_collections.ConfigDict) -> dict[str, int]:
 
 
 def _is_matmul(path: tuple[str, ...]) -> bool:
-  return path[-1] in ("w", "router") or path[-1].startswith("w_")
+  return path[-1] in ("w", "router", "table") or path[-1].startswith("w_")
 
 
 def _forward_matmul_flops(model: nnx.Module) -> float:

@@ -58,6 +58,7 @@ class InteractionConfig:
   flow_hidden: int
   flow_steps: int
   audio_feedback: str  # "dmel" | "voicing": what the model hears of its own audio
+  text_head: str  # "separate" | "tied": text logits from their own table or the text embedding
   remat: str
   scan_layers: bool
 
@@ -74,7 +75,8 @@ class InteractionConfig:
                vocab_size=m.vocab_size, precision=Precision.from_config(m),
                temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
                sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
-               audio_feedback=m.audio_feedback, remat=m.remat, scan_layers=m.scan_layers)
+               audio_feedback=m.audio_feedback, text_head=m.text_head, remat=m.remat,
+               scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
@@ -120,7 +122,10 @@ class InteractionModel(nnx.Module):
                                 std=1.0)
     self.local = Transformer(c.local, precision, remat=c.remat, scan_layers=c.scan_layers,
                              rngs=rngs)
-    self.text_head = Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs)
+    self.tied_text_head = c.text_head == "tied"
+    self.text_head = (Dense(d_local, d, ("embed", None), precision, rngs=rngs)
+                      if self.tied_text_head else
+                      Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs))
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
     self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
                          precision, rngs=rngs)
@@ -229,8 +234,16 @@ class InteractionModel(nnx.Module):
     return y_B1D[:, 0], cache
 
   def text_logits(self, local_hidden: jax.Array) -> jax.Array:
-    """float32 [..., vocab] from local hidden states [..., d_local]."""
-    return self.text_head(local_hidden, out_dtype=jnp.float32)
+    """float32 [..., vocab] from local hidden states [..., d_local]: through their own table, or
+    with `model.text_head="tied"` projected to d_model and scored against the text embedding
+    table (scaled by 1/sqrt(d_model)), so a token read in any text slot (a background result's
+    number) is one the head can say without having learned it as an output."""
+    if not self.tied_text_head:
+      return self.text_head(local_hidden, out_dtype=jnp.float32)
+    query = self.text_head(local_hidden)
+    table = self.text_embed.table[...].astype(query.dtype)
+    logits = jnp.einsum("...d,vd->...v", query, table, preferred_element_type=jnp.float32)
+    return logits * (1.0 / query.shape[-1] ** 0.5)
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
@@ -258,7 +271,8 @@ class InteractionModel(nnx.Module):
     """How many times the matmul weight at `path` (in this model's parameter tree) is applied
     in the forward of one micro-turn: what counting.py charges FLOPs for. The local decoder
     runs only over the K output slots, the flow head once per audio slot (one velocity
-    evaluation), the hMLP stages per video patch; MoE experts count the k routed experts of a
+    evaluation), the hMLP stages per video patch, the text table (looked up, otherwise) per text
+    slot when it is the tied text head; MoE experts count the k routed experts of a
     token, not the room a capacity factor leaves (model FLOPs, as in MFU)."""
     layout = self.layout
     part = path[0]
@@ -273,7 +287,8 @@ class InteractionModel(nnx.Module):
     text_slots, audio_slots = (len(layout.token_slots(t)) for t in (Token.TEXT, Token.DMEL))
     return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
             "local": layout.output_len, "text_head": text_slots, "voicing_head": audio_slots,
-            "flow": audio_slots}[part]
+            "flow": audio_slots, "text_embed": text_slots if self.tied_text_head else 0,
+            "dmel_embed": 0}[part]
 
   # Training forward ------------------------------------------------------------------------
 
