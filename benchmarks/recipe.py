@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="configs/recipe_cpu.py")
   parser.add_argument("--out", default="out/recipe")
-  parser.add_argument("--episodes", type=cli.count, default=1200)
+  parser.add_argument("--episodes", type=cli.count, default=3600)
   parser.add_argument("--tasks", default=",".join(GRADED_TASKS))
   parser.add_argument("--eval-data", help="dataset whose validation split is scored (default: "
                       "the recipe's own)")

@@ -8,8 +8,11 @@
                                              of that group, concatenated along the micro-turn
                                              axis (raw, memory-mapped when read)
 
-`key` hashes the stream config (slot counts, mel channels, frame size) with FORMAT_VERSION, so
-configs that lay micro-turns out differently get caches of their own. `ensure` builds a missing
+`key` hashes the stream config (slot counts, mel channels, frame size) and the tokenizer the
+text is encoded with (the dataset's, or a model's trained on another dataset) with
+FORMAT_VERSION, so configs that lay micro-turns out differently, and models that read other
+token ids, get caches of their own; each cache keeps its tokenizer as
+DIR/features/<key>/tokenizer.model. `ensure` builds a missing
 split once, in worker processes, streaming every group to disk (memory stays flat however many
 episodes there are), in a temporary folder renamed into place: a crash leaves no half cache.
 Reading (`Features`) opens the files lazily, so it pickles cheaply into Grain workers.
@@ -33,6 +36,8 @@ import tqdm
 from data_pipelines import dataset
 from data_pipelines import featurize
 from data_pipelines import worker_lifetime
+from jax_interact import atomic
+from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
@@ -43,48 +48,59 @@ _EPISODES_PER_WORKER = 50
 Tracks = dict[str, np.ndarray]
 
 
-def cache_key(stream_config: ml_collections.ConfigDict) -> str:
-  text = json.dumps({"format": FORMAT_VERSION, "stream": stream_config.to_dict()}, sort_keys=True)
+def cache_key(stream_config: ml_collections.ConfigDict,
+              tokenizer: tokenizer_lib.Tokenizer) -> str:
+  text = json.dumps({"format": FORMAT_VERSION, "stream": stream_config.to_dict(),
+                     "tokenizer": hashlib.sha256(tokenizer.serialized()).hexdigest()},
+                    sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_dir(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict) -> pathlib.Path:
-  return pathlib.Path(data_dir) / FEATURES_DIR / cache_key(stream_config)
+def cache_dir(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict,
+              tokenizer: tokenizer_lib.Tokenizer) -> pathlib.Path:
+  return pathlib.Path(data_dir) / FEATURES_DIR / cache_key(stream_config, tokenizer)
 
 
 @functools.cache
-def _worker_inputs(data_dir: str, split: str, stream_json: str):
+def _worker_inputs(data_dir: str, split: str, stream_json: str, tokenizer_path: str):
   """(episodes, layout, tokenizer, stream config) opened once per worker process."""
   stream = ml_collections.ConfigDict(json.loads(stream_json))
   return (dataset.open_split(data_dir, split), Layout.from_config(stream),
-          dataset.load_tokenizer(data_dir), stream)
+          tokenizer_lib.Tokenizer.load(tokenizer_path), stream)
 
 
-def _featurize(job: tuple[str, str, str, int]) -> Tracks:
-  data_dir, split, stream_json, i = job
-  episodes, layout, tokenizer, stream = _worker_inputs(data_dir, split, stream_json)
+def _featurize(job: tuple[str, str, str, str, int]) -> Tracks:
+  data_dir, split, stream_json, tokenizer_path, i = job
+  episodes, layout, tokenizer, stream = _worker_inputs(data_dir, split, stream_json,
+                                                       tokenizer_path)
   tracks, _ = featurize.featurize_episode(episodes[i], layout, tokenizer, stream)
   return tracks
 
 
 def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict, split: str, *,
-           workers: int = 0, progress: bool = True) -> pathlib.Path:
-  """The feature cache of one split of `data_dir` for `stream_config`, built first if missing.
+           tokenizer: tokenizer_lib.Tokenizer | None = None, workers: int = 0,
+           progress: bool = True) -> pathlib.Path:
+  """The feature cache of one split of `data_dir` for `stream_config`, its text encoded by
+  `tokenizer` (default: the dataset's), built first if missing.
 
   `workers` processes featurize (0: all cores; 1: this process). Safe to call from several
   processes at once: each builds privately and the first rename wins.
   """
-  target = cache_dir(data_dir, stream_config) / split
+  tokenizer = tokenizer or dataset.load_tokenizer(data_dir)
+  target = cache_dir(data_dir, stream_config, tokenizer) / split
   if (target / LAYOUT).is_file():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
+  tokenizer_path = target.parent / tokenizer_lib.FILENAME
+  if not tokenizer_path.is_file():
+    atomic.write_bytes(tokenizer_path, tokenizer.serialized())
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
   try:
     stream_json = json.dumps(stream_config.to_dict())
     n = len(dataset.open_split(data_dir, split))
     # Spawning workers costs seconds; small splits featurize faster in this process.
     workers = min(workers or os.cpu_count() or 1, -(-n // _EPISODES_PER_WORKER))
-    jobs = [(str(data_dir), split, stream_json, i) for i in range(n)]
+    jobs = [(str(data_dir), split, stream_json, str(tokenizer_path), i) for i in range(n)]
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
       if workers > 1:

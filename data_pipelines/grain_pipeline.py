@@ -31,6 +31,7 @@ from data_pipelines import features
 from data_pipelines import worker_lifetime
 from jax_interact.errors import ConfigError
 from jax_interact.errors import InputError
+from jax_interact.streams.tokenizer import Tokenizer
 
 Batch = dict[str, np.ndarray]
 
@@ -80,11 +81,14 @@ def host_batch_size(config: ml_collections.ConfigDict) -> int:
 
 
 def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, split: str, *,
-                 seed: int, train: bool = True) -> grain.IterDataset:
-  """Host-local batches of `split`: infinite and shuffled if `train`, else one ordered pass."""
+                 seed: int, train: bool = True,
+                 tokenizer: Tokenizer | None = None) -> grain.IterDataset:
+  """Host-local batches of `split`: infinite and shuffled if `train`, else one ordered pass;
+  text encoded by `tokenizer` (default: the dataset's)."""
   batch_size = host_batch_size(config)
   dataset.read_manifest(data_dir)  # a bad directory fails here, before any featurizing
-  featurized = features.Features(features.ensure(data_dir, config.stream, split))
+  featurized = features.Features(features.ensure(data_dir, config.stream, split,
+                                                 tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))
   sample = SampleWindow(featurized, config.data.window)
   if train:
@@ -139,7 +143,8 @@ class DataIterator(grain.DatasetIterator):
 
 
 def make_iterator(config: ml_collections.ConfigDict, data_dir: str | os.PathLike, split: str,
-                  *, seed: int, train: bool = True) -> DataIterator:
+                  *, seed: int, train: bool = True,
+                  tokenizer: Tokenizer | None = None) -> DataIterator:
   """An iterator over `make_dataset(...)` with get_state()/set_state() for checkpoints."""
-  pipeline = make_dataset(config, data_dir, split, seed=seed, train=train)
+  pipeline = make_dataset(config, data_dir, split, seed=seed, train=train, tokenizer=tokenizer)
   return DataIterator(iter(pipeline), config.data.num_workers)

@@ -13,6 +13,7 @@ import numpy as np
 
 from data_pipelines import dataset, features, grain_pipeline
 from jax_interact.errors import InputError
+from jax_interact.streams.tokenizer import Tokenizer
 
 
 class DatasetSplit:
@@ -36,19 +37,22 @@ class DatasetSplit:
     self.episodes = [source[p] for p in self.positions]
     self._features: dict[str, features.Features] = {}
 
-  def teacher_forced_windows(self, stream: ml_collections.ConfigDict, indices: list[int],
-                             progress: bool) -> tuple[dict[str, np.ndarray], list[int]]:
-    key = features.cache_key(stream)
+  def teacher_forced_windows(self, stream: ml_collections.ConfigDict, tokenizer: Tokenizer,
+                             indices: list[int], progress: bool
+                             ) -> tuple[dict[str, np.ndarray], list[int]]:
+    key = features.cache_key(stream, tokenizer)
     if key not in self._features:
-      self._features[key] = features.Features(features.ensure(self.data_dir, stream, self.split,
-                                                              progress=progress))
+      self._features[key] = features.Features(features.ensure(
+          self.data_dir, stream, self.split, tokenizer=tokenizer, progress=progress))
     cache = self._features[key]
     positions = [self.positions[i] for i in indices]
     lengths = [cache.num_turns(p) for p in positions]
     windows = [cache.window(p, 0, max(lengths)) for p in positions]
     return {k: np.stack([w[k] for w in windows]) for k in windows[0]}, lengths
 
-  def batches(self, config: ml_collections.ConfigDict) -> Iterator[dict[str, np.ndarray]]:
+  def batches(self, config: ml_collections.ConfigDict,
+              tokenizer: Tokenizer) -> Iterator[dict[str, np.ndarray]]:
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.num_workers = 0  # one pass over a few windows: worker start-up would dominate
-    return grain_pipeline.make_iterator(config, self.data_dir, self.split, seed=0, train=False)
+    return grain_pipeline.make_iterator(config, self.data_dir, self.split, seed=0, train=False,
+                                       tokenizer=tokenizer)

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from data_pipelines import dataset, featurize, features, grain_pipeline
+from data_pipelines.held_out import DatasetSplit
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
+from jax_interact.evaluation import scoring
+from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout, random_batch
 from test_dataset import tiny_stream, write_tiny_dataset
 
@@ -161,4 +164,26 @@ def test_feature_cache_is_built_once_per_stream_layout(data_dir, monkeypatch):
   assert features.ensure(data_dir, config.stream, "train") == first
   other = small_config()
   other.stream.text_out_slots += 1  # another layout: its own cache
-  assert features.cache_key(other.stream) != features.cache_key(config.stream)
+  tokenizer = dataset.load_tokenizer(data_dir)
+  assert features.cache_key(other.stream, tokenizer) != features.cache_key(config.stream,
+                                                                           tokenizer)
+
+
+def test_held_out_windows_are_read_in_the_models_token_ids(data_dir, tmp_path):
+  """A model scored on another dataset's episodes (another seed) reads them encoded by its own
+  tokenizer, not the dataset's: each tokenizer gets its own feature cache."""
+  config = small_config()
+  layout = Layout.from_config(config.stream)
+  episode_words = [w.text for e in dataset.open_split(data_dir, "train") for w in e.words]
+  tokenizer_lib.train_tokenizer([" ".join(reversed(episode_words))] * 3 +
+                                ["zebra quantum xylophone"] * 20, tmp_path / "other.model",
+                                vocab_size=64)
+  theirs = tokenizer_lib.Tokenizer.load(tmp_path / "other.model")
+  split = DatasetSplit(data_dir, "train", EPISODES, scoring.SCORERS)
+  windows, lengths = split.teacher_forced_windows(config.stream, theirs, [0], progress=False)
+  want, _ = featurize.featurize_episode(split.episodes[0], layout, theirs, config.stream)
+  ours, _ = featurize.featurize_episode(split.episodes[0], layout,
+                                        dataset.load_tokenizer(data_dir), config.stream)
+  assert not np.array_equal(want["text_out"], ours["text_out"])
+  for key in ("text_out", "user_transcript", "text_in"):
+    np.testing.assert_array_equal(windows[key][0, :lengths[0]], want[key], err_msg=key)

@@ -40,13 +40,15 @@ class HeldOut(Protocol):
   episodes: list[Episode]  # these, of the tasks `scoring.SCORERS` scores, are scored,
   skipped: int  # and this many of other tasks are not
 
-  def teacher_forced_windows(self, stream: ml_collections.ConfigDict, indices: list[int],
+  def teacher_forced_windows(self, stream: ml_collections.ConfigDict, tokenizer: Tokenizer,
+                             indices: list[int],
                              progress: bool) -> tuple[dict[str, np.ndarray], list[int]]:
     """The featurized streams of `episodes[i]` for i in `indices`, stacked [B, N, ...] and
     padded to the longest, and the length of each in micro-turns."""
     ...
 
-  def batches(self, config: ml_collections.ConfigDict) -> Iterator[dict[str, np.ndarray]]:
+  def batches(self, config: ml_collections.ConfigDict,
+              tokenizer: Tokenizer) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over the split's training windows, batched as `config` says."""
     ...
 
@@ -119,7 +121,7 @@ class Evaluator:
     overall_extra: dict[str, dict[str, Any]] = {}
     meta_mel = {}
     if mel_l1:
-      mel_metrics = mel.mel_l1(self._model(), self.held_out.batches(self.config),
+      mel_metrics = mel.mel_l1(self._model(), self.held_out.batches(self.config, self.tokenizer),
                                max_batches=math.ceil(self.held_out.max_episodes /
                                                      self.config.data.batch_size))
       overall_extra = {"model": {"mel_l1": mel_metrics["mel_l1"]},
@@ -152,7 +154,7 @@ class Evaluator:
     observations = []
     for first in range(0, len(self.episodes), rows):
       indices = list(range(first, min(first + rows, len(self.episodes))))
-      stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, indices,
+      stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, self.tokenizer, indices,
                                                               progress)
       starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
       for i, length in enumerate(lengths):
