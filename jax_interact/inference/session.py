@@ -199,7 +199,7 @@ def serving_params(model: InteractionModel, params: nnx.State) -> nnx.State:
   return in_compute_dtype(params, model.precision)
 
 
-def jit_step(model: InteractionModel, sampling: Sampling = Sampling(), teacher_forced=False):
+def jit_step(model: InteractionModel, sampling: Sampling = Sampling()):
   """`run(params, state, chunk[, forced]) -> (state, outputs)` jitted with the state donated,
   and the model's params as `run` reads them (`serving_params`).
 
