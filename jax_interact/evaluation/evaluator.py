@@ -41,8 +41,8 @@ class HeldOut(Protocol):
   skipped: int  # and this many of other tasks are not
 
   def teacher_forced_windows(self, stream: ml_collections.ConfigDict, tokenizer: Tokenizer,
-                             indices: list[int],
-                             progress: bool) -> tuple[dict[str, np.ndarray], list[int]]:
+                             indices: list[int], progress: bool
+                             ) -> tuple[dict[str, np.ndarray], list[int]]:
     """The featurized streams of `episodes[i]` for i in `indices`, stacked [B, N, ...] and
     padded to the longest, and the length of each in micro-turns."""
     ...
@@ -154,8 +154,8 @@ class Evaluator:
     observations = []
     for first in range(0, len(self.episodes), rows):
       indices = list(range(first, min(first + rows, len(self.episodes))))
-      stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, self.tokenizer, indices,
-                                                              progress)
+      stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, self.tokenizer,
+                                                              indices, progress)
       starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
       for i, length in enumerate(lengths):
         episode = self.episodes[first + i]

@@ -38,6 +38,13 @@ class TextEmbed(nnx.Module):
   def __call__(self, ids: jax.Array) -> jax.Array:
     return jnp.take(self.table[...], ids, axis=0).astype(self.precision.dtype)
 
+  def decode(self, query: jax.Array) -> jax.Array:
+    """float32 logits [..., vocab] of vectors [..., d] scored against the table, scaled by
+    1/sqrt(d) (a tied text head)."""
+    table = self.table[...].astype(query.dtype)
+    logits = jnp.einsum("...d,vd->...v", query, table, preferred_element_type=jnp.float32)
+    return logits * (1.0 / query.shape[-1] ** 0.5)
+
 
 class DMelBag(nnx.Module):
   """dMel bins [..., k, M] -> sum over (frame, channel) of E[frame, channel, bin] ([..., d])."""

@@ -238,12 +238,9 @@ class InteractionModel(nnx.Module):
     with `model.text_head="tied"` projected to d_model and scored against the text embedding
     table (scaled by 1/sqrt(d_model)), so a token read in any text slot (a background result's
     number) is one the head can say without having learned it as an output."""
-    if not self.tied_text_head:
-      return self.text_head(local_hidden, out_dtype=jnp.float32)
-    query = self.text_head(local_hidden)
-    table = self.text_embed.table[...].astype(query.dtype)
-    logits = jnp.einsum("...d,vd->...v", query, table, preferred_element_type=jnp.float32)
-    return logits * (1.0 / query.shape[-1] ** 0.5)
+    if self.tied_text_head:
+      return self.text_embed.decode(self.text_head(local_hidden))
+    return self.text_head(local_hidden, out_dtype=jnp.float32)
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
