@@ -7,9 +7,9 @@ as its voicing only (its sampled mel carries no information its voicing decision
 drifts), `<sil>` targets weighted 0.3, and a fifth of the fed-back words replaced by random ones
 in training (`train.feedback_noise`; it made the model stop after every barge-in, trial t3), and
 a third of the fed-back text and voicing replaced by the model's own decisions
-(`train.own_feedback`, parallel scheduled sampling), streamed with a voicing threshold of 0.9:
-together they make it fall silent after its answers (trial t5; at the default threshold of 0.5,
-or 0.7, its own voice keeps it talking, "and and and").
+(`train.own_feedback`, parallel scheduled sampling, decided as streaming decides them), streamed
+with a voicing threshold of 0.9: together they make it fall silent after its answers (trial t5;
+at the default threshold of 0.5, or 0.7, its own voice keeps it talking, "and and and").
 `jax-interact demo` runs it on three families whose timing it learns first (turn_taking,
 pause_handling, interruption); it beats both baselines on two of them (docs/BENCHMARKS.md):
 

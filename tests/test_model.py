@@ -267,7 +267,8 @@ def test_own_predictions_feed_back_the_models_decisions(setup):
   k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
   graphdef, state = nnx.split(model)
   feed = jax.jit(lambda batch, p: losses.with_own_predictions(
-      nnx.merge(graphdef, state), batch, jax.random.key(0), p, threshold), static_argnums=1)
+      nnx.merge(graphdef, state), batch, jax.random.key(0), p, threshold,
+      config.sample.voicing_threshold), static_argnums=1)
   fed = feed(batch, 1.0)
   np.testing.assert_array_equal(fed["user_transcript"], expected[..., :k_ut])
   np.testing.assert_array_equal(fed["text_out"], expected[..., k_ut:])
@@ -281,22 +282,27 @@ def test_own_predictions_feed_back_the_models_decisions(setup):
 
 
 def test_own_predictions_feed_back_the_models_voicing():
-  """A model that hears its own audio as voicing is fed back its own voicing decisions: an audio
-  slot is voiced exactly where its voicing logit is positive, and keeps its target's bins where
-  both agree it is voiced."""
+  """A model that hears its own audio as voicing is fed back its own voicing decisions at the
+  sampler's voicing threshold: an audio slot is voiced exactly where its voicing probability
+  exceeds it (here the median one, not 0.5), and keeps its target's bins where both agree it is
+  voiced."""
   config = _config()
   config.model.audio_feedback = "voicing"
   layout = Layout.from_config(config.stream)
   model = models.build(config, nnx.Rngs(0))
   batch = jax.tree.map(jnp.asarray, _batch(config, layout, seed=4))
   graphdef, state = nnx.split(model)
-  run = jax.jit(lambda batch: (
-      nnx.merge(graphdef, state)(batch)["voicing_logits"],
-      losses.with_own_predictions(nnx.merge(graphdef, state), batch, jax.random.key(0), 1.0,
-                                  config.sample.silence_threshold)))
-  voicing_logits, fed = run(batch)
-  own_voiced = np.asarray(voicing_logits > 0)
+  voicing_logits = np.asarray(jax.jit(
+      lambda batch: nnx.merge(graphdef, state)(batch)["voicing_logits"])(batch))
+  ranked = np.sort(voicing_logits, axis=None)
+  cut = float(ranked[ranked.size // 2 - 1] + ranked[ranked.size // 2]) / 2  # between two logits
+  threshold = 1 / (1 + np.exp(-cut))
+  fed = jax.jit(lambda batch: losses.with_own_predictions(
+      nnx.merge(graphdef, state), batch, jax.random.key(0), 1.0,
+      config.sample.silence_threshold, threshold))(batch)
+  own_voiced = voicing_logits > cut
   assert 0 < own_voiced.mean() < 1
+  assert not np.array_equal(own_voiced, voicing_logits > 0)
   np.testing.assert_array_equal(np.asarray(voiced(fed["audio_out"])), own_voiced)
   keep = own_voiced & np.asarray(voiced(batch["audio_out"]))
   np.testing.assert_array_equal(np.asarray(fed["audio_out"])[keep],

@@ -130,7 +130,8 @@ class TeacherForced:
       out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
       words_TBK.append(decisions.greedy_text(out["text_logits"][:, model_text],
                                              self.sampling.silence_threshold))
-      voiced_TB.append(out["voicing_logits"][:, 0] > self.sampling.voicing_logit)
+      voiced_TB.append(decisions.voiced_decision(out["voicing_logits"][:, 0],
+                                                self.sampling.voicing_threshold))
     words_BNK = np.stack(words_TBK, axis=1)
     starts_BN = is_word(words_BNK[..., 0])
     return starts_BN, starts_BN | np.stack(voiced_TB, axis=1), words_BNK

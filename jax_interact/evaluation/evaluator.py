@@ -123,7 +123,8 @@ class Evaluator:
     if mel_l1:
       mel_metrics = mel.mel_l1(self._model(), self.held_out.batches(self.config, self.tokenizer),
                                max_batches=math.ceil(self.held_out.max_episodes /
-                                                     self.config.data.batch_size))
+                                                     self.config.data.batch_size),
+                               voicing_threshold=self.config.sample.voicing_threshold)
       overall_extra = {"model": {"mel_l1": mel_metrics["mel_l1"]},
                        "silent": {"mel_l1": mel_metrics["silent_mel_l1"]},
                        "turn_based": {"mel_l1": mel_metrics["mel_l1"]}}

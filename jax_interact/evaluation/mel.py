@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_interact.models.decisions import voiced_decision
 from jax_interact.models.flow import bins_to_unit
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams.dmel import SILENCE_BIN
@@ -25,8 +26,9 @@ from jax_interact.streams.layout import SlotKind
 
 
 def mel_l1(model: InteractionModel, batches: Iterable[dict], max_batches: int,
-           seed: int = 0) -> dict[str, float | None]:
-  """{"mel_l1", "silent_mel_l1", "mel_slots"} over the first `max_batches` of `batches`."""
+           voicing_threshold: float, seed: int = 0) -> dict[str, float | None]:
+  """{"mel_l1", "silent_mel_l1", "mel_slots"} over the first `max_batches` of `batches`, the
+  model's audio voiced where the sampler would voice it (`voicing_threshold`)."""
   graphdef, state = nnx.split(model)
   audio_slots = model.layout.output_slots((SlotKind.AUDIO_OUT,))
   n_bins = model.dmel_bins
@@ -37,7 +39,8 @@ def mel_l1(model: InteractionModel, batches: Iterable[dict], max_batches: int,
     outputs = model(batch)
     hidden = jnp.take(outputs["local_hidden"], audio_slots, axis=2)
     noise = jax.random.normal(rng, batch["audio_out"].shape, jnp.float32)
-    mel_BNKFM, _ = model.sample_audio(hidden, outputs["voicing_logits"] > 0, noise)
+    mel_BNKFM, _ = model.sample_audio(
+        hidden, voiced_decision(outputs["voicing_logits"], voicing_threshold), noise)
     target = bins_to_unit(batch["audio_out"], n_bins)
     silence = bins_to_unit(jnp.full((), SILENCE_BIN), n_bins)
     mask_BNK = jnp.broadcast_to(batch["turn_mask"][..., None], mel_BNKFM.shape[:3])

@@ -21,7 +21,6 @@ so they are never attended to and never cached (shapes stay static).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ from flax import nnx
 
 from jax_interact.inference import engine
 from jax_interact.models.attention import KVCache
-from jax_interact.models.decisions import greedy_text
+from jax_interact.models.decisions import greedy_text, voiced_decision
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams.dmel import DMelSpec
@@ -57,11 +56,6 @@ class Sampling:
     return cls(temperature=float(sample_config.temperature), top_p=float(sample_config.top_p),
                silence_threshold=float(sample_config.silence_threshold),
                voicing_threshold=float(sample_config.voicing_threshold))
-
-  @property
-  def voicing_logit(self) -> float:
-    p = self.voicing_threshold
-    return math.log(p / (1 - p))
 
 
 @jax.tree_util.register_dataclass
@@ -150,8 +144,8 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
       voicing_B = model.voicing_logits(h_BD)
       noise_BKM = jax.vmap(lambda key: jax.random.normal(key, (k, m), jnp.float32))(
           slot_rngs_KB[j])
-      mel_BKM, bins_BKM = model.sample_audio(h_BD, voicing_B > sampling.voicing_logit,
-                                             noise_BKM)
+      voiced_B = voiced_decision(voicing_B, sampling.voicing_threshold)
+      mel_BKM, bins_BKM = model.sample_audio(h_BD, voiced_B, noise_BKM)
       if forced is not None:
         bins_BKM = forced[group.key][:, index]
       voicing_logits.append(voicing_B)

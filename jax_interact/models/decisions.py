@@ -1,7 +1,10 @@
-"""The speak-or-stay-silent rule of text slots (SPEC §4), shared by the streaming sampler and
-training's own-prediction feedback so that both read the model's logits the same way."""
+"""The speak-or-stay-silent rules of text and audio slots (SPEC §4), shared by the streaming
+sampler, training's own-prediction feedback and the evaluation's diagnostics so that all read the
+model's logits the same way."""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -18,3 +21,9 @@ def greedy_text(logits_BV: jax.Array, silence_threshold: float) -> jax.Array:
   others = xp.where(xp.arange(logits_BV.shape[-1]) == tokenizer.SIL, -xp.inf, logits_BV)
   return xp.where(p_sil >= silence_threshold, tokenizer.SIL,
                   xp.argmax(others, axis=-1)).astype(xp.int32)
+
+
+def voiced_decision(voicing_logits: jax.Array, voicing_threshold: float) -> jax.Array:
+  """bool [...]: an audio slot is voiced where its voicing probability exceeds
+  `voicing_threshold` (compared as logits)."""
+  return voicing_logits > math.log(voicing_threshold / (1 - voicing_threshold))

@@ -199,8 +199,8 @@ class InteractionModel(nnx.Module):
 
   def local_next_input(self, slot_BD: jax.Array, kind: jax.Array) -> jax.Array:
     """Row j + 1 of `local_inputs` without its position, from slot j alone: `slot_BD` is its
-    token's embedding (`text_embed` or `embed_model_audio`) and `kind` its SlotKind. Lets a slot-by-slot
-    decoder embed each token once instead of the whole segment per slot."""
+    token's embedding (`text_embed` or `embed_model_audio`) and `kind` its SlotKind. Lets a
+    slot-by-slot decoder embed each token once instead of the whole segment per slot."""
     kind_D = jnp.take(self.kind_embed[...], kind, axis=0).astype(self.precision.dtype)
     return self.local_from_slots(slot_BD + kind_D)
 
@@ -293,8 +293,9 @@ class InteractionModel(nnx.Module):
     """Teacher-forced forward over a batch of windows (layout.py format).
 
     Returns text_logits float32 [B, N, K_text, vocab] (user transcript then model text slots,
-    in layout order), voicing_logits float32 [B, N, K_ao], local_hidden [B, N, output_len, d_local], temporal_hidden
-    [B, N * turn_len, D] and moe_aux_loss (a scalar).
+    in layout order), voicing_logits float32 [B, N, K_ao], local_hidden
+    [B, N, output_len, d_local], temporal_hidden [B, N * turn_len, D] and moe_aux_loss (a
+    scalar).
     """
     layout = self.layout
     x_BNLD = self.embed_turns(batch)

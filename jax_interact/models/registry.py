@@ -49,7 +49,8 @@ def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
   return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
                            feedback_noise=config.train.feedback_noise if train else 0.0,
                            own_feedback=config.train.own_feedback if train else 0.0,
-                           silence_threshold=config.sample.silence_threshold)
+                           silence_threshold=config.sample.silence_threshold,
+                           voicing_threshold=config.sample.voicing_threshold)
 
 
 def _build_interaction(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> InteractionModel:
