@@ -51,7 +51,7 @@ Tracks = dict[str, np.ndarray]
 def cache_key(stream_config: ml_collections.ConfigDict,
               tokenizer: tokenizer_lib.Tokenizer) -> str:
   text = json.dumps({"format": FORMAT_VERSION, "stream": stream_config.to_dict(),
-                     "tokenizer": hashlib.sha256(tokenizer.serialized()).hexdigest()},
+                     "tokenizer": hashlib.sha256(tokenizer.model_bytes()).hexdigest()},
                     sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -93,7 +93,7 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
   target.parent.mkdir(parents=True, exist_ok=True)
   tokenizer_path = target.parent / tokenizer_lib.FILENAME
   if not tokenizer_path.is_file():
-    atomic.write_bytes(tokenizer_path, tokenizer.serialized())
+    atomic.write_bytes(tokenizer_path, tokenizer.model_bytes())
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
   try:
     stream_json = json.dumps(stream_config.to_dict())

@@ -64,10 +64,6 @@ class Tokenizer:
     except (RuntimeError, OSError, ValueError) as e:
       raise InputError(where, f"not a jax_interact SentencePiece model: {e}") from None
 
-  def serialized(self) -> bytes:
-    """The SentencePiece model itself: what `Tokenizer.load` reads back from a file."""
-    return self._sp.serialized_model_proto()
-
   @property
   def size(self) -> int:
     return self._sp.get_piece_size()
