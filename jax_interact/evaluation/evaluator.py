@@ -133,7 +133,7 @@ class Evaluator:
     meta = {
         "data": self.held_out.data_dir, "split": self.held_out.split,
         "episodes": len(self.episodes), "unscored_episodes": self.held_out.skipped,
-        "config": self.config.name,        "chunk_ms": chunk_ms, "engine_rows": engine.batch_size,
+        "config": self.config.name, "chunk_ms": chunk_ms, "engine_rows": engine.batch_size,
         "p50_step_ms": float(np.percentile(step_ms, 50)), **meta_mel,
         "voiced_margin_bins": dmel.VOICED_MARGIN_BINS,
         "merge_gap_s": transcripts.MERGE_GAP_S, "quiet_tolerance_s": scoring.QUIET_TOLERANCE_S,
