@@ -22,7 +22,7 @@ recipe: $(STAMP)
 	$(BIN)/python benchmarks/recipe.py --out out/recipe
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist worksteal tests
 
 clean:
 	rm -rf $(VENV) out

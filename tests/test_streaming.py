@@ -44,10 +44,10 @@ def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
   batch = {k: jnp.asarray(v) for k, v in
            random_batch(model.layout, 2, n_turns, config.model.vocab_size,
                         config.stream.dmel_bins, seed=1).items()}
-  forward = model(batch)
+  forward = nnx.jit(lambda m, b: m(b))(model, batch)
   expected, expected_voicing = forward["text_logits"], forward["voicing_logits"]
   params, run = session.jit_step(model)
-  state = session.init_state(model, 2, seed=0)
+  state = session.start_state(model, 2, 0, params)
   for t in range(n_turns):
     chunk = {k: batch[k][:, t] for k in session.INPUT_KEYS}
     forced = {k: batch[k][:, t] for k in session.OUTPUT_KEYS}
@@ -69,6 +69,22 @@ def _chunks(layout, n, seed):
 
 def _tokens(outputs):
   return [np.concatenate([o.user_transcript, o.text_out, o.audio_out.ravel()]) for o in outputs]
+
+
+def test_a_session_compiles_its_step_once(config, model):
+  """Served weights are committed to a device (inference/trained.py), and so is every state a
+  step returns: a session's first micro-turn must run the program of the later ones, or its
+  second micro-turn stalls on a compile."""
+  program = session.program(model, config)
+  engine = engine_lib.Engine(program, batch_size=2)
+  engine.set_params(jax.device_put(nnx.state(model), jax.devices()[0]))
+  row = engine.add("a")
+  for chunk in _chunks(model.layout, 3, seed=0):
+    engine.step({row: chunk})
+  engine.reset(row)
+  engine.step({row: None})
+  assert program.step._cache_size() == 1
+  assert program.reset._cache_size() == 1
 
 
 def test_reset_and_evict_leave_other_rows_alone(config, model):
@@ -138,7 +154,7 @@ def test_unvoiced_slots_stream_exact_silence(config, model, bias, voiced):
   gated = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
   gated.voicing_head.b[...] = jnp.full_like(gated.voicing_head.b[...], bias)
   params, run = session.jit_step(gated)
-  state = session.init_state(gated, 2, seed=0)
+  state = session.start_state(gated, 2, 0, params)
   for _ in range(3):
     inputs = session.empty_inputs(model.layout, 2)
     inputs["audio_in"][:] = 3

@@ -45,7 +45,7 @@ def agreement(model: InteractionModel, config, n_turns: int) -> tuple[float, boo
   expected = np.asarray(jax.jit(lambda p, b: nnx.merge(nnx.graphdef(model), p)(b))(
       nnx.state(model), batch)["text_logits"])
   params, run = session.jit_step(model)
-  state = session.init_state(model, 1, 0)
+  state = session.start_state(model, 1, 0, params)
   got = []
   for t in range(n_turns):
     state, out = run(params, state, {k: batch[k][:, t] for k in session.INPUT_KEYS},
@@ -77,7 +77,7 @@ def measure(model: InteractionModel, config, batch: int, micro_turns: int,
             bandwidth: float) -> dict:
   """Step times of `batch` sessions; with `bandwidth` (bytes/s, 0 on CPU) the bound beside."""
   params, run = session.jit_step(model)
-  state = session.init_state(model, batch, 0)
+  state = session.start_state(model, batch, 0, params)
   inputs = random_batch(model.layout, batch, 1, config.model.vocab_size,
                         config.stream.dmel_bins, 3)
   chunk = {k: jnp.asarray(inputs[k][:, 0]) for k in session.INPUT_KEYS}

@@ -119,7 +119,7 @@ class TeacherForced:
     as the engine serves them (`session.serving_params`)."""
     layout = self.model.layout
     batch, n = windows["turn"].shape
-    state = session.init_state(self.model, batch, seed=0)
+    state = session.start_state(self.model, batch, 0, params)
     text_kinds = [g.kind for g, _ in layout.output_segment() if g.token is Token.TEXT]
     model_text = [i for i, kind in enumerate(text_kinds) if kind is SlotKind.TEXT_OUT]
     words_TBK, voiced_TB = [], []

@@ -74,6 +74,16 @@ def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
       rng_B=jax.random.split(jax.random.PRNGKey(seed), batch))
 
 
+def start_state(model: InteractionModel, batch: int, seed: int, params) -> SessionState:
+  """`init_state` placed where a jitted step over `params` returns its state: on their device
+  when they all live on one (served weights), so a session's first step runs the program of
+  every later one instead of compiling its own. Over a mesh it is left for the step to place."""
+  state = init_state(model, batch, seed)
+  devices = {device for leaf in jax.tree.leaves(params) if isinstance(leaf, jax.Array)
+             for device in leaf.devices()}
+  return jax.device_put(state, devices.pop()) if len(devices) == 1 else state
+
+
 def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
           seed: jax.Array) -> SessionState:
   """Starts fresh sessions (PRNG key from `seed`) in the rows where `rows_B` is True.
@@ -214,7 +224,7 @@ def program(model: InteractionModel, config) -> engine.Program:
   return engine.Program(
       layout=model.layout, dmel_spec=DMelSpec.from_config(config.stream),
       vocab_size=model.vocab_size, params=params,
-      init_state=lambda batch, seed: init_state(model, batch, seed),
+      init_state=lambda batch, seed: start_state(model, batch, seed, params),
       reset=jax.jit(lambda state, rows_B, seed: reset(model, state, rows_B, seed),
                     donate_argnums=(0,)),
       step=run, prepare_params=lambda trained: serving_params(model, trained))
