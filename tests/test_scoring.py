@@ -187,3 +187,18 @@ def test_teacher_forced_word_accuracy_counts_the_reference_words_only():
   targets_TK = np.array([[SIL, word], [word + 1, tokenizer_lib.PAD], [SIL, SIL]])
   words_TK = np.array([[word + 2, word], [word + 3, word + 1], [word, word]])
   assert diagnostics.word_accuracy(words_TK, targets_TK) == {"tf_word_accuracy": [1.0, 0.0]}
+def test_teacher_forced_answer_accuracy_counts_the_answer_after_it_arrived():
+  """Only slots whose reference is a piece of the result's answer count, and only from the
+  micro-turn its last word arrived in (the same number said earlier, as an operand, does not)."""
+  word = len(tokenizer_lib.SPECIAL_PIECES)
+  answer, operand = word + 5, word + 6
+  annotations = {"result_text": "7 times 9 is 63", "result_arrival_s": [0.5, 0.65]}
+  encode = {"63": [answer]}.__getitem__
+  targets_TK = np.array([[answer, SIL], [operand, SIL], [SIL, SIL], [answer, SIL],
+                         [operand, answer]])
+  words_TK = np.array([[answer, SIL], [operand, SIL], [SIL, SIL], [answer, SIL], [operand, word]])
+  assert diagnostics.answer_accuracy(words_TK, targets_TK, annotations, encode, 200) == {
+      "tf_answer_accuracy": [1.0, 0.0]}
+  assert diagnostics.answer_accuracy(words_TK, targets_TK, {}, encode, 200) == {}
+
+

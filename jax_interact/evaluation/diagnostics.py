@@ -28,12 +28,14 @@ Words. `tf_word_accuracy`: over the model-text slots whose reference is a word, 
 teacher-forced decision (the sampler's rule, every earlier slot the reference's) is that word.
 Low where the free-running words are wrong tells "does not know what to say" (a background
 result it does not copy, an answer it does not know) from "drifts once its own words are fed
-back".
+back". `tf_answer_accuracy` (delegate): the same over the slots whose reference is a piece of the
+calculator's answer, once the result has arrived; the answer is nowhere but in the background
+slots, so this is the copy alone.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +94,21 @@ def word_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray) -> Observations:
   spoken = is_word(targets_TK)
   return {"tf_word_accuracy": [float(w == r) for w, r in zip(words_TK[spoken],
                                                              targets_TK[spoken])]}
+
+
+def answer_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray, annotations: dict,
+                    encode: Callable[[str], list[int]], chunk_ms: int) -> Observations:
+  """`tf_answer_accuracy` samples of one episode with a background result (none otherwise):
+  like `word_accuracy`, over the model-text slots from the micro-turn its last word arrived in
+  whose reference is a piece (`encode`) of the result's last word, the answer."""
+  if "result_text" not in annotations:
+    return {}
+  answer_ids = encode(annotations["result_text"].split()[-1])
+  arrived = timing.input_turn(annotations["result_arrival_s"][-1], chunk_ms)
+  targets = np.asarray(targets_TK)[arrived:]
+  answer = np.isin(targets, answer_ids)
+  return {"tf_answer_accuracy": [float(w == r) for w, r in
+                                 zip(np.asarray(words_TK)[arrived:][answer], targets[answer])]}
 
 
 def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: dict,

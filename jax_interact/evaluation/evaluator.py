@@ -165,5 +165,9 @@ class Evaluator:
                                             "tf_")
         obs.update(diagnostics.word_accuracy(words_BNK[i, :length],
                                              stacked["text_out"][i, :length]))
+        obs.update(diagnostics.answer_accuracy(words_BNK[i, :length],
+                                               stacked["text_out"][i, :length],
+                                               episode.annotations, self.tokenizer.encode,
+                                               self.engine.layout.chunk_ms))
         observations.append(obs)
     return observations
