@@ -187,6 +187,8 @@ def test_teacher_forced_word_accuracy_counts_the_reference_words_only():
   targets_TK = np.array([[SIL, word], [word + 1, tokenizer_lib.PAD], [SIL, SIL]])
   words_TK = np.array([[word + 2, word], [word + 3, word + 1], [word, word]])
   assert diagnostics.word_accuracy(words_TK, targets_TK) == {"tf_word_accuracy": [1.0, 0.0]}
+
+
 def test_teacher_forced_answer_accuracy_counts_the_answer_after_it_arrived():
   """Only slots whose reference is a piece of the result's answer count, and only from the
   micro-turn its last word arrived in (the same number said earlier, as an operand, does not)."""
@@ -200,5 +202,3 @@ def test_teacher_forced_answer_accuracy_counts_the_answer_after_it_arrived():
   assert diagnostics.answer_accuracy(words_TK, targets_TK, annotations, encode, 200) == {
       "tf_answer_accuracy": [1.0, 0.0]}
   assert diagnostics.answer_accuracy(words_TK, targets_TK, {}, encode, 200) == {}
-
-

@@ -91,9 +91,7 @@ def moments(annotations: dict, n_turns: int, chunk_ms: int) -> tuple[list[int], 
 def word_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray) -> Observations:
   """`tf_word_accuracy` samples of one episode from the teacher-forced decisions of its
   model-text slots (`words_TK`) and their references (`targets_TK`), token ids [T, K]."""
-  spoken = is_word(targets_TK)
-  return {"tf_word_accuracy": [float(w == r) for w, r in zip(words_TK[spoken],
-                                                             targets_TK[spoken])]}
+  return {"tf_word_accuracy": _hits(words_TK, targets_TK, is_word(targets_TK))}
 
 
 def answer_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray, annotations: dict,
@@ -105,10 +103,15 @@ def answer_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray, annotations: d
     return {}
   answer_ids = encode(annotations["result_text"].split()[-1])
   arrived = timing.input_turn(annotations["result_arrival_s"][-1], chunk_ms)
-  targets = np.asarray(targets_TK)[arrived:]
-  answer = np.isin(targets, answer_ids)
-  return {"tf_answer_accuracy": [float(w == r) for w, r in
-                                 zip(np.asarray(words_TK)[arrived:][answer], targets[answer])]}
+  counted = np.isin(targets_TK, answer_ids)
+  counted[:arrived] = False
+  return {"tf_answer_accuracy": _hits(words_TK, targets_TK, counted)}
+
+
+def _hits(words_TK: np.ndarray, targets_TK: np.ndarray, counted: np.ndarray) -> list[float]:
+  """1.0 or 0.0 per counted slot: whether the decision there is its reference."""
+  return [float(w == r) for w, r in zip(np.asarray(words_TK)[counted],
+                                        np.asarray(targets_TK)[counted])]
 
 
 def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: dict,
