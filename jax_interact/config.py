@@ -80,6 +80,9 @@ def defaults() -> ml_collections.ConfigDict:
   # Text logits from their own [d_local, vocab] table ("separate") or scored against the text
   # embedding table ("tied": a token the model reads, such as a background result, it can say).
   c.model.text_head = "separate"
+  # A copy head (models/copy_head.py): text slots may also point at the bg tokens of the
+  # micro-turns they see (a background result's number), gated against the text head.
+  c.model.text_copy = False
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
   # MoE capacity factor: 0 computes every routed token (ragged_dot); c > 0 gives each expert room

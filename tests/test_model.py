@@ -14,11 +14,13 @@ from jax_interact import models, sharding
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
 from jax_interact.models import counting, decisions, loss_fn, losses
+from jax_interact.models.copy_head import CopyHead, CopyMemory
+from jax_interact.models.layers import Precision, placement
 from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
 from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, Token,
                                          random_batch)
-from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
+from jax_interact.streams.tokenizer import PAD, SIL, SPECIAL_PIECES
 
 B, N = 2, 4
 
@@ -164,8 +166,30 @@ def test_a_tied_text_head_says_the_token_whose_embedding_matches():
   word = len(SPECIAL_PIECES) + 5
   row = 10.0 * query[0] / jnp.linalg.norm(query[0])
   model.text_embed.table[...] = model.text_embed.table[...].at[word].set(row)
-  assert int(jnp.argmax(model.text_logits(hidden)[0])) == word
+  assert int(jnp.argmax(model.text_logits(hidden, turn=None, memory=None)[0])) == word
   np.testing.assert_allclose(model.text_embed(jnp.array([word]))[0], row, rtol=1e-6)
+
+
+def test_a_copy_head_says_the_bg_token_it_points_at_and_only_one_it_can_see():
+  """With the gate open, a text slot says the bg token whose key its query matches, though the
+  text head prefers another; a bg token older than the window or an empty (`<pad>`) bg slot is
+  never said; the mixture is a distribution."""
+  with placement():
+    head = CopyHead(8, 8, window_turns=2, precision=Precision(), rngs=nnx.Rngs(0))
+  head.key.w[...] = jnp.eye(8)
+  head.query.w[...] = jnp.eye(8)
+  head.gate.w[...] = jnp.zeros_like(head.gate.w[...])
+  head.gate.b[...] = jnp.full_like(head.gate.b[...], 20.0)
+  memory = CopyMemory.of_window(10.0 * jnp.eye(8)[:6].reshape(1, 3, 2, 8),  # 3 turns x 2 slots
+                                jnp.array([[[5, 6], [7, PAD], [8, 9]]]))
+  logits_BQV = jnp.zeros((1, 3, 16)).at[..., 10].set(5.0)
+  hidden_BQD = 10.0 * jnp.eye(8)[jnp.array([[1, 1, 3]])]  # the keys of `6`, `6` and `<pad>`
+  turn_BQ = jnp.array([[1, 2, 1]])  # `6` (micro-turn 0) is 1 and 2 micro-turns old
+  log_probs = head(logits_BQV, hidden_BQD, turn_BQ, memory)
+  np.testing.assert_allclose(jnp.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+  assert int(jnp.argmax(log_probs[0, 0])) == 6
+  assert float(jnp.exp(log_probs[0, 1, 6])) < 1e-6
+  assert float(jnp.exp(log_probs[0, 2, PAD])) < 1e-6
 
 
 def test_a_tied_text_head_is_charged_its_table_as_a_matmul():

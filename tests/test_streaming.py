@@ -28,12 +28,13 @@ def model(config):
   return models.build(config, nnx.Rngs(0))
 
 
-def test_voicing_feedback_and_tied_text_head_stream_matches_forward():
-  """With the model hearing only the voicing of its own audio and its text head tied to the
-  text embedding (as configs/recipe_cpu.py), streaming still equals forward."""
+def test_voicing_feedback_tied_text_head_and_copy_head_stream_matches_forward():
+  """With the model hearing only the voicing of its own audio, its text head tied to the text
+  embedding and a copy head over the bg tokens (as configs/recipe_cpu.py), streaming still
+  equals forward, also once the copy head's ring has wrapped."""
   config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
                                                "model.sinks=3", "model.audio_feedback=voicing",
-                                               "model.text_head=tied"])
+                                               "model.text_head=tied", "model.text_copy=True"])
   test_teacher_forced_stream_matches_forward_past_the_window(
       config, models.build(config, nnx.Rngs(0)))
 

@@ -28,6 +28,7 @@ from flax import nnx
 
 from jax_interact.inference import engine
 from jax_interact.models.attention import KVCache
+from jax_interact.models.copy_head import CopyMemory
 from jax_interact.models.decisions import greedy_text, voiced_decision
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
@@ -65,13 +66,15 @@ class SessionState:
   turn_B: jax.Array  # int32 micro-turn the next step runs
   prev_outputs: dict[str, jax.Array]  # output segment of the previous micro-turn (OUTPUT_KEYS)
   rng_B: jax.Array  # one PRNG key per session
+  copy: CopyMemory | None  # bg tokens of the last window_turns micro-turns (model.text_copy)
 
 
 def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
   return SessionState(
       cache=model.init_cache(batch), turn_B=jnp.zeros((batch,), jnp.int32),
       prev_outputs={k: jnp.asarray(v) for k, v in empty_outputs(model.layout, batch).items()},
-      rng_B=jax.random.split(jax.random.PRNGKey(seed), batch))
+      rng_B=jax.random.split(jax.random.PRNGKey(seed), batch),
+      copy=model.init_copy_memory(batch))
 
 
 def start_state(model: InteractionModel, batch: int, seed: int, params) -> SessionState:
@@ -128,11 +131,14 @@ def _temporal(model: InteractionModel, state: SessionState,
 
   h_BTD, cache = model.temporal_step(x_BTD, pos_BT, state.cache)
   hidden_BD = h_BTD[:, -1]  # the last input position of micro-turn t
-  return hidden_BD, dataclasses.replace(state, cache=cache)
+  copy = state.copy
+  if copy is not None:
+    copy = copy.write(model.bg_keys(h_BTD[:, layout.output_len:]), chunk["bg"], turn_B)
+  return hidden_BD, dataclasses.replace(state, cache=cache, copy=copy)
 
 
-def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, sampling: Sampling,
-           forced: dict[str, jax.Array] | None):
+def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, rng_B: jax.Array,
+           sampling: Sampling, forced: dict[str, jax.Array] | None):
   """Step 2: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
   mel).
 
@@ -163,7 +169,7 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, rng_B: jax.Array, samp
       tokens.append(bins_BKM)
       x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), group.kind)
     else:
-      logits_BV = model.text_logits(h_BD)
+      logits_BV = model.text_logits(h_BD, state.turn_B, state.copy)
       ids_B = _sample_text(logits_BV, slot_rngs_KB[j], sampling)
       if forced is not None:
         ids_B = forced[group.key][:, index]
@@ -190,7 +196,7 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   hidden_BD, state = _temporal(model, state, chunk)
   # Each row draws from its own key, so a session's samples do not depend on its batch mates.
   rngs = jax.vmap(lambda key: jax.random.split(key, 2))(state.rng_B)
-  outputs, logits, mel = _local(model, hidden_BD, rngs[:, 1], sampling, forced)
+  outputs, logits, mel = _local(model, hidden_BD, state, rngs[:, 1], sampling, forced)
   result = dict(outputs, **logits, mel=mel, turn=state.turn_B)
   state = dataclasses.replace(state, turn_B=state.turn_B + 1, prev_outputs=outputs,
                               rng_B=rngs[:, 0])

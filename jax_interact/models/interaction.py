@@ -32,6 +32,7 @@ from flax import nnx
 from jax_interact import sharding
 from jax_interact.errors import ConfigError
 from jax_interact.models.attention import KVCache, Window
+from jax_interact.models.copy_head import CopyHead, CopyMemory
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
@@ -59,6 +60,7 @@ class InteractionConfig:
   flow_steps: int
   audio_feedback: str  # "dmel" | "voicing": what the model hears of its own audio
   text_head: str  # "separate" | "tied": text logits from their own table or the text embedding
+  text_copy: bool  # text slots may point at bg tokens (models/copy_head.py)
   remat: str
   scan_layers: bool
 
@@ -75,7 +77,8 @@ class InteractionConfig:
                vocab_size=m.vocab_size, precision=Precision.from_config(m),
                temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
                sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
-               audio_feedback=m.audio_feedback, text_head=m.text_head, remat=m.remat,
+               audio_feedback=m.audio_feedback, text_head=m.text_head, text_copy=m.text_copy,
+               remat=m.remat,
                scan_layers=m.scan_layers)
 
 
@@ -126,6 +129,8 @@ class InteractionModel(nnx.Module):
     self.text_head = (Dense(d_local, d, ("embed", None), precision, rngs=rngs)
                       if self.tied_text_head else
                       Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs))
+    self.copy = (CopyHead(d, d_local, c.window_turns, precision, rngs=rngs) if c.text_copy
+                 else None)
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
     self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
                          precision, rngs=rngs)
@@ -233,14 +238,37 @@ class InteractionModel(nnx.Module):
     y_B1D, cache, _ = self.local(x_B1D, self.local_window, pos_B1, cache)
     return y_B1D[:, 0], cache
 
-  def text_logits(self, local_hidden: jax.Array) -> jax.Array:
-    """float32 [..., vocab] from local hidden states [..., d_local]: through their own table, or
-    with `model.text_head="tied"` projected to d_model and scored against the text embedding
-    table (scaled by 1/sqrt(d_model)), so a token read in any text slot (a background result's
-    number) is one the head can say without having learned it as an output."""
+  def text_logits(self, local_hidden: jax.Array, turn: jax.Array,
+                  memory: CopyMemory | None) -> jax.Array:
+    """float32 [B, ..., vocab] from local hidden states [B, ..., d_local] of text slots in
+    micro-turns `turn` [B, ...]: through their own table, or with `model.text_head="tied"`
+    projected to d_model and scored against the text embedding table (scaled by 1/sqrt(d_model)).
+    With `model.text_copy` they are log-probabilities mixing those logits with the copy head's
+    pointer over the bg tokens of `memory` (models/copy_head.py)."""
     if self.tied_text_head:
-      return self.text_embed.decode(self.text_head(local_hidden))
-    return self.text_head(local_hidden, out_dtype=jnp.float32)
+      logits = self.text_embed.decode(self.text_head(local_hidden))
+    else:
+      logits = self.text_head(local_hidden, out_dtype=jnp.float32)
+    if self.copy is None:
+      return logits
+    b = logits.shape[0]
+    mixed = self.copy(logits.reshape(b, -1, logits.shape[-1]),
+                      local_hidden.reshape(b, -1, local_hidden.shape[-1]), turn.reshape(b, -1),
+                      memory)
+    return mixed.reshape(logits.shape)
+
+  def init_copy_memory(self, batch: int) -> CopyMemory | None:
+    """A streaming session's empty ring of bg tokens to copy from (None without a copy head)."""
+    if self.copy is None:
+      return None
+    return CopyMemory.empty(batch, self.window.window_turns, self.layout.count(SlotKind.BG),
+                            self.copy.dim, self.precision.dtype)
+
+  def bg_keys(self, input_hidden: jax.Array) -> jax.Array:
+    """Copy keys [..., K_bg, d_local] of the bg tokens of input segments from their temporal
+    hidden states [..., input_len, D]."""
+    first = self.layout.offset(SlotKind.BG)
+    return self.copy.keys(input_hidden[..., first:first + self.layout.count(SlotKind.BG), :])
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
@@ -269,7 +297,8 @@ class InteractionModel(nnx.Module):
     in the forward of one micro-turn: what counting.py charges FLOPs for. The local decoder
     runs only over the K output slots, the flow head once per audio slot (one velocity
     evaluation), the hMLP stages per video patch, the text table (looked up, otherwise) per text
-    slot when it is the tied text head; MoE experts count the k routed experts of a
+    slot when it is the tied text head, the copy head's key per bg slot and its query and gate per
+    text slot; MoE experts count the k routed experts of a
     token, not the room a capacity factor leaves (model FLOPs, as in MFU)."""
     layout = self.layout
     part = path[0]
@@ -282,6 +311,8 @@ class InteractionModel(nnx.Module):
                    "stage3": 1}[path[1]]
       return layout.count(SlotKind.VIDEO) * per_patch
     text_slots, audio_slots = (len(layout.token_slots(t)) for t in (Token.TEXT, Token.DMEL))
+    if part == "copy":  # keys of the bg tokens; queries and gates of the text slots
+      return layout.count(SlotKind.BG) if path[1] == "key" else text_slots
     return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
             "local": layout.output_len, "text_head": text_slots, "voicing_head": audio_slots,
             "flow": audio_slots, "text_embed": text_slots if self.tied_text_head else 0,
@@ -301,7 +332,8 @@ class InteractionModel(nnx.Module):
     x_BNLD = self.embed_turns(batch)
     b, n, l, d = x_BNLD.shape
     h_BTD, _, aux_loss = self.temporal(x_BNLD.reshape(b, n * l, d), self.window)
-    last_BND = h_BTD.reshape(b, n, l, d)[:, :, layout.last_input]
+    h_BNLD = h_BTD.reshape(b, n, l, d)
+    last_BND = h_BNLD[:, :, layout.last_input]
     outputs_BNKD = x_BNLD[:, :, layout.input_len:]
     local_hidden = self.local_decode(last_BND.reshape(b * n, d),
                                      outputs_BNKD.reshape(b * n, layout.output_len, d))
@@ -309,7 +341,10 @@ class InteractionModel(nnx.Module):
                                       ("batch", None, None, "embed"))
     text_hidden = jnp.take(local_hidden, layout.token_slots(Token.TEXT), axis=2)
     audio_hidden = jnp.take(local_hidden, layout.token_slots(Token.DMEL), axis=2)
-    return {"text_logits": self.text_logits(text_hidden),
+    memory = (CopyMemory.of_window(self.bg_keys(h_BNLD[:, :, :layout.input_len]), batch["bg"])
+              if self.copy is not None else None)
+    turn_BNK = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], text_hidden.shape[:3])
+    return {"text_logits": self.text_logits(text_hidden, turn_BNK, memory),
             "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
 
@@ -358,7 +393,7 @@ def describe(config: ml_collections.ConfigDict, parts: dict[str, int], flops: fl
        f"{m.window_turns} micro-turns + {m.sinks} sinks"),
       (f"  local decoder: {m.local_layers} layers, d_model {m.local_d_model}, "
        f"{m.local_heads} heads, d_ff {m.local_d_ff}; flow head {m.flow_hidden} wide, "
-       f"{m.flow_steps} Euler steps"),
+       f"{m.flow_steps} Euler steps{'; copy head over bg tokens' if m.text_copy else ''}"),
       (f"  micro-turn: {layout.turn_len} tokens ({layout.input_len} in, "
        f"{layout.output_len} out) = {tokens_per_s:.0f} tokens per second of stream"),
       "  parameters: " + ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in

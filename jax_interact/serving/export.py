@@ -22,6 +22,7 @@ from jax_interact.errors import InputError
 from jax_interact.inference import session, trained as trained_lib
 from jax_interact.models import InteractionModel
 from jax_interact.models.attention import KVCache
+from jax_interact.models.copy_head import CopyMemory
 from jax_interact.serving import bundle
 from jax_interact.streams import tokenizer
 from jax_interact.streams.layout import empty_inputs
@@ -36,12 +37,14 @@ def _fields(record) -> dict:
 
 
 def _state_dict(state: session.SessionState) -> dict:
-  return dict(_fields(state), cache=[_fields(layer) for layer in state.cache])
+  return dict(_fields(state), cache=[_fields(layer) for layer in state.cache],
+              copy=None if state.copy is None else _fields(state.copy))
 
 
 def _session_state(tree: dict) -> session.SessionState:
   cache = tuple(KVCache(**layer) for layer in tree["cache"])
-  return session.SessionState(**dict(tree, cache=cache))
+  copy = None if tree["copy"] is None else CopyMemory(**tree["copy"])
+  return session.SessionState(**dict(tree, cache=cache, copy=copy))
 
 
 def _specs(tree) -> dict:
