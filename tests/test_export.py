@@ -36,7 +36,7 @@ np.savez(sys.argv[2], **run_engine(engine.Engine(loaded.program, seed=5), loaded
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  return write_workdir(tmp_path_factory.mktemp("export") / "run")
+  return write_workdir(tmp_path_factory.mktemp("export") / "run", ["model.text_copy=True"])
 
 
 def test_bundle_steps_bitwise_like_the_engine_without_model_code(workdir, tmp_path):
@@ -47,6 +47,7 @@ def test_bundle_steps_bitwise_like_the_engine_without_model_code(workdir, tmp_pa
   assert manifest["checkpoint"] == {"which": "latest", "step": STEP}
   assert manifest["batch"] == 2 and manifest["platforms"] == ["cpu", "cuda", "tpu"]
   assert manifest["state"]["cache/0/k_BSKH"]["shape"][0] == 2
+  assert manifest["state"]["copy/ids_BM"]["shape"][0] == 2  # the copy head's ring (recipe_cpu)
   assert manifest["chunk"]["audio_in"]["dtype"] == "uint8"
   assert sorted(p.name for p in out.iterdir()) == [
       "bundle.json", "init.jax", "params.safetensors", "reset.jax", "step.jax",

@@ -10,7 +10,9 @@ starts, however long it runs.
 `step(model, state, chunk)` for micro-turn t:
   1. embeds [output segment of t-1] + [input segment of t] (turn_len tokens, positions
      (t-1)*L + input_len ... t*L + input_len - 1) and runs the temporal model over them
-     against the cache, with the same mask function as training, which writes them into it;
+     against the cache, with the same mask function as training, which writes them into it
+     (and, with a copy head, the keys and ids of the input segment's bg tokens into its ring of
+     the last window_turns micro-turns);
   2. runs the local decoder slot by slot over the output segment of t (unrolled, each slot one
      token against a cache of the earlier slots): text slots sampled from the text head, audio
      slots from the voicing and flow heads, each fed back.

@@ -7,10 +7,13 @@ sliding-window-plus-sinks mask. For every micro-turn in parallel the local decod
 forcing, causal) and predicts each output slot: text slots through a text unembedding, audio slots
 through a voicing logit (is this 40 ms token voiced at all?) and, for voiced ones, the
 flow-matching head. An unvoiced slot is exact silence-mel (SPEC §4): speaking is a decision.
+With `model.text_copy`, text slots may also say a bg token of the micro-turns they see through
+the copy head (copy_head.py), whose keys come from the temporal hidden states at bg positions.
 
 Streaming uses the same pieces one micro-turn at a time: `embed_input_segment`,
 `embed_output_segment`, `temporal_step` (new tokens against the temporal cache of
-`init_cache`), `local_step` (causal, so slot j's hidden state depends only on slots < j: a
+`init_cache`), `bg_keys` (written into the copy head's ring of `init_copy_memory`),
+`local_step` (causal, so slot j's hidden state depends only on slots < j: a
 runtime decodes slot by slot against the cache of `init_local_cache`), `local_next_input`,
 `text_logits`, `voicing_logits` and `sample_audio`.
 
@@ -78,8 +81,7 @@ class InteractionConfig:
                temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
                sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
                audio_feedback=m.audio_feedback, text_head=m.text_head, text_copy=m.text_copy,
-               remat=m.remat,
-               scan_layers=m.scan_layers)
+               remat=m.remat, scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
@@ -297,9 +299,9 @@ class InteractionModel(nnx.Module):
     in the forward of one micro-turn: what counting.py charges FLOPs for. The local decoder
     runs only over the K output slots, the flow head once per audio slot (one velocity
     evaluation), the hMLP stages per video patch, the text table (looked up, otherwise) per text
-    slot when it is the tied text head, the copy head's key per bg slot and its query and gate per
-    text slot; MoE experts count the k routed experts of a
-    token, not the room a capacity factor leaves (model FLOPs, as in MFU)."""
+    slot when it is the tied text head, the copy head's key per bg slot and its query and gate
+    per text slot; MoE experts count the k routed experts of a token, not the room a capacity
+    factor leaves (model FLOPs, as in MFU)."""
     layout = self.layout
     part = path[0]
     if part == "temporal":
