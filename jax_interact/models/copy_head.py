@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_interact.models.layers import Dense, Precision
+from jax_interact.models.window import attention_mask
 from jax_interact.streams.tokenizer import PAD
 
 # Stands for log(0) where a finite value keeps gradients finite.
@@ -76,14 +77,9 @@ class CopyHead(nnx.Module):
   def __init__(self, d_model: int, d_local: int, window_turns: int, precision: Precision, *,
                rngs: nnx.Rngs):
     self.window_turns = window_turns
-    self.dim = d_local
     self.key = Dense(d_model, d_local, ("embed", None), precision, rngs=rngs)
     self.query = Dense(d_local, d_local, ("embed", None), precision, rngs=rngs)
     self.gate = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
-
-  def keys(self, bg_hidden: jax.Array) -> jax.Array:
-    """[..., d_local] keys of bg tokens from their temporal hidden states [..., d_model]."""
-    return self.key(bg_hidden)
 
   def __call__(self, logits_BQV: jax.Array, hidden_BQD: jax.Array, turn_BQ: jax.Array,
                memory: CopyMemory) -> jax.Array:
@@ -92,9 +88,9 @@ class CopyHead(nnx.Module):
     query_BQC = self.query(hidden_BQD, out_dtype=jnp.float32)
     scores_BQM = jnp.einsum("bqc,bmc->bqm", query_BQC, memory.keys_BMC.astype(jnp.float32))
     scores_BQM = scores_BQM / jnp.sqrt(jnp.float32(query_BQC.shape[-1]))
-    age_BQM = turn_BQ[:, :, None] - memory.turn_BM[:, None, :]
-    visible_BQM = ((memory.turn_BM >= 0) & (memory.ids_BM != PAD))[:, None, :] & (
-        (age_BQM >= 0) & (age_BQM < self.window_turns))
+    # The temporal attention's window rule, with micro-turns as positions (one token each).
+    visible_BQM = (attention_mask(turn_BQ, memory.turn_BM, 1, self.window_turns, 0) &
+                   (memory.ids_BM != PAD)[:, None, :])
     pointer_BQM = jax.nn.softmax(jnp.where(visible_BQM, scores_BQM, _LOG_ZERO), axis=-1)
     ids_BMV = jax.nn.one_hot(memory.ids_BM, logits_BQV.shape[-1], dtype=jnp.float32)
     copy_BQV = jnp.einsum("bqm,bmv->bqv", pointer_BQM, ids_BMV)

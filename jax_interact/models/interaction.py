@@ -264,13 +264,13 @@ class InteractionModel(nnx.Module):
     if self.copy is None:
       return None
     return CopyMemory.empty(batch, self.window.window_turns, self.layout.count(SlotKind.BG),
-                            self.copy.dim, self.precision.dtype)
+                            self.copy.key.w.shape[-1], self.precision.dtype)
 
   def bg_keys(self, input_hidden: jax.Array) -> jax.Array:
     """Copy keys [..., K_bg, d_local] of the bg tokens of input segments from their temporal
     hidden states [..., input_len, D]."""
     first = self.layout.offset(SlotKind.BG)
-    return self.copy.keys(input_hidden[..., first:first + self.layout.count(SlotKind.BG), :])
+    return self.copy.key(input_hidden[..., first:first + self.layout.count(SlotKind.BG), :])
 
   def voicing_logits(self, local_hidden: jax.Array) -> jax.Array:
     """float32 [...]: logit that the audio slot of each local hidden state [..., d_local] is
