@@ -370,6 +370,13 @@ def open_split(data_dir: str | os.PathLike, split: str) -> EpisodeSource:
   return EpisodeSource(records, f"{data_dir}:{split}")
 
 
+def split_tasks(data_dir: str | os.PathLike, split: str) -> list[str]:
+  """The task of each episode of `split`, in the order `open_split` reads them."""
+  manifest = read_manifest(data_dir)
+  task_of = {entry["index"]: entry["task"] for entry in manifest["episodes"]}
+  return [task_of[index] for index in manifest["splits"][split]]
+
+
 def episode_by_index(data_dir: str | os.PathLike, index: int) -> Episode:
   """The episode whose `Episode.index` is `index`, from whichever split holds it."""
   manifest = read_manifest(data_dir)

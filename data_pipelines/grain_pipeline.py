@@ -3,8 +3,9 @@
 Episodes are featurized once into a cache beside the dataset (features.py); each element is one
 episode of the process's shard, and a seeded random map slices a window of `config.data.window`
 micro-turns out of it, whose start is a function of (seed, element index), so the batches are
-the same for a seed whatever the worker count. Training shuffles and repeats
-forever (reshuffled each epoch); evaluation reads every episode once, in order, and fills up
+the same for a seed whatever the worker count. Training shuffles and repeats forever
+(reshuffled each epoch, an epoch holding each episode as many times as `config.data.task_repeats`
+says for its task, once by default); evaluation reads every episode once, in order, and fills up
 with copies whose turn_mask is all False (they add nothing to a masked loss) so that the last
 batch is full and every process yields the same number of batches.
 
@@ -29,6 +30,7 @@ import numpy as np
 from data_pipelines import dataset
 from data_pipelines import features
 from data_pipelines import worker_lifetime
+from jax_interact import config as config_lib
 from jax_interact.errors import ConfigError
 from jax_interact.errors import InputError
 from jax_interact.streams.tokenizer import Tokenizer
@@ -54,6 +56,20 @@ class MaskOut(grain.transforms.Map):
 
   def map(self, window: Batch) -> Batch:
     return {**window, "turn_mask": np.zeros_like(window["turn_mask"])}
+
+
+def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> list[int]:
+  """The episodes an epoch draws a window from (before shuffling): each of `episodes` as many
+  times as `repeats` says for its task (`tasks[i]` is episode i's; a task not named: once)."""
+  unknown = sorted(set(repeats) - set(tasks))
+  if unknown:
+    raise ConfigError("config.data.task_repeats", f"names {', '.join(unknown)}, not a task of "
+                      f"this dataset ({', '.join(sorted(set(tasks)))})")
+  order = [i for i in episodes for _ in range(repeats.get(tasks[i], 1))]
+  if not order:
+    raise ConfigError("config.data.task_repeats", "leaves no training episode (every task of "
+                      "this process's episodes repeated 0 times)")
+  return order
 
 
 def _eval_windows(episodes: grain.MapDataset, sample: SampleWindow, seed: int,
@@ -92,11 +108,14 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   episodes = grain.MapDataset.range(len(featurized))
   sample = SampleWindow(featurized, config.data.window)
   if train:
-    mine = episodes[jax.process_index()::jax.process_count()]
+    mine = range(len(featurized))[jax.process_index()::jax.process_count()]
     if len(mine) == 0:
       raise InputError(f"{data_dir}", f"split {split!r} has {len(episodes)} episodes, fewer "
                        f"than the {jax.process_count()} processes training on it")
-    windows = mine.shuffle(seed).repeat(None).random_map(sample, seed=seed)
+    epoch = epoch_order(mine, dataset.split_tasks(data_dir, split),
+                        config_lib.task_repeats(config.data.task_repeats))
+    windows = grain.MapDataset.source(epoch).shuffle(seed).repeat(None).random_map(sample,
+                                                                                   seed=seed)
   else:
     windows = _eval_windows(episodes, sample, seed, batch_size)
   batches = windows.batch(batch_size, drop_remainder=True)

@@ -53,6 +53,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.data.num_workers = 2  # Grain worker processes (0: in-process)
   c.data.prefetch = 2  # batches buffered per worker
   c.data.eval_split = "validation"
+  # Training windows drawn per epoch from each episode of a task, "task:n,task:n" (tasks not
+  # named: 1; 0 leaves a task out): a family mix other than the dataset's, without new data.
+  c.data.task_repeats = ""
   c.data.seq_len = 256  # background LM (model.kind "background"): tokens per training sequence
 
   # Interaction model (SPEC §4).
@@ -268,6 +271,19 @@ _EXPECTED = {_positive: "a value > 0", _non_negative: "a value >= 0", _fraction:
              _open_unit: "a value in (0, 1)"}
 
 
+def task_repeats(text: str, where: str = "config.data.task_repeats") -> dict[str, int]:
+  """"turn_taking:1,delegate:3" -> {"turn_taking": 1, "delegate": 3}; ConfigError naming
+  `where` for anything else."""
+  repeats: dict[str, int] = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    task, _, count = item.partition(":")
+    if not (task.strip() and count.strip().isdigit()) or task.strip() in repeats:
+      raise ConfigError(where, f"got {item!r} in {text!r}, expected each task once as "
+                        "task:n with n a whole number >= 0, e.g. 'delegate:3,turn_taking:1'")
+    repeats[task.strip()] = int(count)
+  return repeats
+
+
 def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
   """Raises ConfigError for the first value out of range or inconsistent with another."""
   for key, check in _CHECKS.items():
@@ -275,6 +291,7 @@ def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
     if not check(value):
       expected = getattr(check, "expected", _EXPECTED.get(check, "a valid value"))
       raise ConfigError(f"{where}.{key}", f"got {value!r}, expected {expected}")
+  task_repeats(config.data.task_repeats, f"{where}.data.task_repeats")
   s, m = config.stream, config.model
   for dim in ("video_height", "video_width"):
     if s[dim] % s.patch:

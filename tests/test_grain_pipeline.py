@@ -9,7 +9,7 @@ import pytest
 from data_pipelines import dataset, featurize, features, grain_pipeline
 from data_pipelines.held_out import DatasetSplit
 from jax_interact import config as config_lib
-from jax_interact.errors import InputError
+from jax_interact.errors import ConfigError, InputError
 from jax_interact.evaluation import scoring
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout, random_batch
@@ -155,6 +155,45 @@ def test_cached_windows_equal_featurizing_the_episode(data_dir):
       for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         assert got[key].dtype == want[key].dtype
+
+
+def test_task_repeats_set_how_often_an_epoch_draws_from_each_task(data_dir):
+  tasks = dataset.split_tasks(data_dir, "train")
+  episodes = dataset.open_split(data_dir, "train")
+  assert tasks == [episodes[i].task for i in range(len(episodes))]
+  order = grain_pipeline.epoch_order(range(len(tasks)), tasks, {"delegate": 3})
+  assert sorted(order) == sorted([i for i, task in enumerate(tasks) if task == "turn_taking"] +
+                                 3 * [i for i, task in enumerate(tasks) if task == "delegate"])
+
+  config = small_config()
+  config.data.task_repeats = "turn_taking:0"
+  batches = take(grain_pipeline.make_iterator(config, data_dir, "train", seed=0), 4)
+  cached = features.Features(features.ensure(data_dir, config.stream, "train"))
+  delegate_windows = [cached.window(i, start, config.data.window)["audio_in"]
+                      for i, task in enumerate(tasks) if task == "delegate"
+                      for start in range(cached.num_turns(i))]
+  for batch in batches:
+    for window in batch["audio_in"]:
+      assert any(np.array_equal(window, other) for other in delegate_windows)
+
+
+@pytest.mark.parametrize("repeats, message", [
+    ("delegat:2", "delegat, not a task of this dataset"),
+    ("turn_taking:0,delegate:0", "leaves no training episode"),
+])
+def test_task_repeats_that_name_no_task_or_leave_nothing_are_refused(data_dir, repeats, message):
+  config = small_config()
+  config.data.task_repeats = repeats
+  with pytest.raises(ConfigError, match=f"config.data.task_repeats.*{message}"):
+    grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+
+
+@pytest.mark.parametrize("repeats", ["delegate=2", "delegate:-1", "delegate:1,delegate:2", ":2"])
+def test_task_repeats_in_another_format_are_refused_when_the_config_is_checked(repeats):
+  config = config_lib.defaults()
+  config.data.task_repeats = repeats
+  with pytest.raises(ConfigError, match="config.data.task_repeats.*task:n"):
+    config_lib.validate(config)
 
 
 def test_feature_cache_is_built_once_per_stream_layout(data_dir, monkeypatch):
