@@ -1,7 +1,7 @@
 """recipe_cpu: the six graded task families on 2 CPU cores (SPEC §9, issue 10).
 
-The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it reached: 4 of
-the 7 targets on its own validation episodes and 5 on a seed it never trained on, in about 78
+The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it reached: 5 of
+the 7 targets on its own validation episodes and 6 on a seed it never trained on, in about 71
 min). It is configs/demo.py (compact micro-turn, the model's own audio fed back as voicing,
 `<sil>` 0.3) without the demo's feedback noise, own-prediction feedback and voicing threshold
 (on the six families they traded pause_handling and rep_count for turn_taking: ablation r6),
