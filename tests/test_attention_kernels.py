@@ -16,8 +16,9 @@ from jax_interact.models.window import Window
 from jax_interact.streams.layout import Layout, random_batch
 
 # (sequence length, turn_len, window_turns, sinks): window shorter than the sequence with and
-# without sinks, an odd length (cuDNN pads), and a window covering the sequence (plain causal).
-CASES = [(300, 7, 3, 2), (301, 43, 2, 0), (200, 43, 16, 4), (260, 43, 2, 5)]
+# without sinks, an odd length (cuDNN pads), a window covering the sequence (plain causal), and
+# both at once (the local decoder's seven tokens, which cuDNN refused unpadded).
+CASES = [(300, 7, 3, 2), (301, 43, 2, 0), (200, 43, 16, 4), (260, 43, 2, 5), (7, 1, 8, 0)]
 KERNELS = {
     "blocked": attention_kernels._blocked,
     # cuDNN's arguments (causal, sliding window, mask) run through XLA's implementation.

@@ -132,13 +132,13 @@ def _flash(q_BTNH, k_BTKH, v_BTKH, window: Window, implementation: str = "cudnn"
   """The arguments a flash kernel of `jax.nn.dot_product_attention` needs for the exact mask
   (`implementation="xla"` runs the same arguments anywhere, which is how they are tested)."""
   seq_len = q_BTNH.shape[1]
-  if window_covers(seq_len, window):
-    return jax.nn.dot_product_attention(q_BTNH, k_BTKH, v_BTKH, is_causal=True,
-                                        implementation=implementation)
-  # cuDNN trains with a bias on even lengths only: an odd sequence gets one more token, which
-  # comes after every real query and so is never seen.
+  # cuDNN trains on even lengths only (plain causal too: seen on an H200, jax 0.11.2): an odd
+  # sequence gets one more token, which comes after every real query and so is never seen.
   padded = seq_len + seq_len % 2
   q_BTNH, k_BTKH, v_BTKH = (_pad_sequence(x, padded) for x in (q_BTNH, k_BTKH, v_BTKH))
+  if window_covers(seq_len, window):
+    return jax.nn.dot_product_attention(q_BTNH, k_BTKH, v_BTKH, is_causal=True,
+                                        implementation=implementation)[:, :seq_len]
   pos_T = jnp.arange(padded)
   mask_TT = attention_mask(pos_T, pos_T, window.turn_len, window.window_turns, window.sinks)
   left = None if window.sinks else (window.window_turns * window.turn_len - 1, 0)
