@@ -132,6 +132,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.train.b2 = 0.95
   c.train.clip_norm = 1.0
   c.train.grad_accum = 1
+  # Seconds after which training stops as if preempted, at a checkpointed step (0: no limit);
+  # counted from the start of `train`, featurizing and compiling included.
+  c.train.time_limit_s = 0.0
   # Probability that a word token the model is fed back (its own text, its user transcript) is
   # replaced by a random word in training, targets unchanged: streaming feeds back the model's
   # own, imperfect tokens, and this teaches it not to depend on them being right.

@@ -292,8 +292,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
   train_config, total_steps = config.train, config.train.steps
   is_primary = jax.process_index() == 0
 
-  with preemption.Preemption() as preempted, sharding.use(mesh, sharding.rules(config, mesh)), \
-      memory_explained(config, mesh.devices.size):
+  with preemption.Preemption(train_config.time_limit_s) as preempted, \
+      sharding.use(mesh, sharding.rules(config, mesh)), memory_explained(config, mesh.devices.size):
     program = Program.create(config, mesh)
     train_step, eval_step = program.checked_steps(random_batches(config, _TRAIN_DATA)(0))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -386,7 +386,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         interactivity.close()
   if saved_step < total_steps:
     if is_primary:
-      print(f"preempted: stopped after step {saved_step}, whose checkpoint is saved; run the same "
+      cause = (f"train.time_limit_s={train_config.time_limit_s:g} reached" if preempted.time_up
+               else "preempted")
+      print(f"{cause}: stopped after step {saved_step}, whose checkpoint is saved; run the same "
             "command to continue", flush=True)
     return saved_step
   return total_steps

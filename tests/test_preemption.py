@@ -10,10 +10,13 @@ import threading
 import time
 
 import pytest
+from test_checkpoint_resume import committed_steps
 from test_dataset import write_tiny_dataset
 from test_trainer import REPO, SMALL, TINY, read_metrics
 
 from data_pipelines import worker_lifetime
+from jax_interact import config as config_lib
+from jax_interact import trainer
 from jax_interact.training import preemption
 
 WORKERS = 2
@@ -34,6 +37,22 @@ def test_a_signal_is_noted_and_a_second_one_acts_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   finally:
     signal.signal(signal.SIGINT, outer)
+
+
+def test_a_time_limit_stops_training_at_a_saved_step(tmp_path, capsys):
+  with preemption.Preemption(time_limit_s=0.2) as preempted:
+    assert not preempted.reached(1)
+    wait_for(lambda: preempted.reached(1))
+    assert preempted.time_up and preempted.signal is None
+
+  # Compiling alone outlasts the limit: the run stops after its first step, checkpointed.
+  config = config_lib.load(TINY, SMALL + ["train.steps=1000", "train.time_limit_s=0.5"])
+  stopped_at = trainer.train(config, tmp_path)
+  assert 1 <= stopped_at < 1000
+  assert committed_steps(tmp_path) == [stopped_at]
+  assert capsys.readouterr().out.splitlines()[-1] == (
+      f"train.time_limit_s=0.5 reached: stopped after step {stopped_at}, whose checkpoint is "
+      "saved; run the same command to continue")
 
 
 def wait_for(condition, timeout_s: float = 60.0) -> None:
