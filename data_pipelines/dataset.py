@@ -19,6 +19,7 @@ into one dataset and trains the tokenizer on all of them.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import math
 import os
@@ -26,8 +27,9 @@ import pathlib
 from typing import Any, Iterable, Sequence
 
 import ml_collections
+import tqdm
 
-from data_pipelines import array_records, featurize
+from data_pipelines import array_records, featurize, worker_lifetime
 from jax_interact import atomic
 from jax_interact import config as config_lib
 from jax_interact.errors import InputError
@@ -40,16 +42,18 @@ TOKENIZER = tokenizer_lib.FILENAME
 TFDS_DIR = "tfds"
 VALIDATION_EVERY = 10  # every 10th episode of each task is held out (at least one; `_write_splits`)
 MERGE_HINT = "join all parts with `jax-interact data merge --out DIR PART...`"
+EPISODES_PER_WORKER = 50  # episodes that repay spawning a featurizing worker (seconds)
 
 
 def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
                   tokenizer_sentences: Iterable[str] | None = None, vocab_size: int = 1024,
                   stream_config: ml_collections.ConfigDict | None = None,
-                  part: tuple[int, int] | None = None) -> dict[str, Any]:
+                  part: tuple[int, int] | None = None, workers: int = 0) -> dict[str, Any]:
   """Writes the episodes, manifest and tokenizer to `out_dir`; returns the manifest.
 
   `stream_config` (default: `config.defaults().stream`) sets the slot counts with which the
-  episodes are featurized once to count overflow for the manifest's statistics. With `part`
+  episodes are featurized once, in `workers` processes (0: one per core), to count overflow
+  for the manifest's statistics. With `part`
   (I, N) it writes part I of N instead: the episodes and a manifest recording how to finish
   (`merge_parts` does, with the default stream config).
   """
@@ -62,7 +66,7 @@ def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
     tokenizer_settings = {"vocab_size": vocab_size,
                           "extra_sentences": list(tokenizer_sentences or [])}
     if part is None:
-      manifest["stats"] = _finish(tmp, manifest, tokenizer_settings, stream_config)
+      manifest["stats"] = _finish(tmp, manifest, tokenizer_settings, stream_config, workers)
     else:
       manifest.update(part={"index": part[0], "of": part[1]}, tokenizer=tokenizer_settings)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -116,17 +120,13 @@ def _write_splits(root: pathlib.Path, episodes: Iterable[Episode],
 
 
 def _finish(out: pathlib.Path, manifest: dict[str, Any], tokenizer_settings: dict[str, Any],
-            stream_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
+            stream_config: ml_collections.ConfigDict | None, workers: int) -> dict[str, Any]:
   """Trains the tokenizer on the manifest's episodes plus the extra sentences; returns the
   statistics."""
   sentences = [line for entry in manifest["episodes"] for line in _episode_sentences(entry)]
   tokenizer_lib.train_tokenizer(sentences + tokenizer_settings["extra_sentences"],
                                 str(out / TOKENIZER), tokenizer_settings["vocab_size"])
-  tokenizer = tokenizer_lib.Tokenizer.load(str(out / TOKENIZER))
-  builder = array_records.open_builder(out / manifest["tfds_dir"])
-  sources = {split: EpisodeSource(builder.as_data_source(split), str(out))
-             for split in array_records.SPLITS}
-  return _statistics(manifest, sources, tokenizer, stream_config)
+  return _statistics(out, manifest, stream_config, workers)
 
 
 def _episode_sentences(entry: dict[str, Any]) -> list[str]:
@@ -143,23 +143,45 @@ def _episode_sentences(entry: dict[str, Any]) -> list[str]:
   return [line for line in lines if line.strip()]
 
 
-def _statistics(manifest: dict[str, Any], train_and_validation: dict[str, "EpisodeSource"],
-                tokenizer, stream_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
+@functools.cache
+def _split_inputs(tfds_dir: str, split: str, tokenizer_path: str, stream_json: str):
+  """(episodes, layout, tokenizer, stream config) of a split being finished, opened once per
+  process."""
+  stream = ml_collections.ConfigDict(json.loads(stream_json))
+  source = EpisodeSource(array_records.open_builder(pathlib.Path(tfds_dir)).as_data_source(split),
+                         tfds_dir)
+  return source, Layout.from_config(stream), tokenizer_lib.Tokenizer.load(tokenizer_path), stream
+
+
+def _episode_counts(job: tuple[str, str, str, str, int]) -> tuple[int, int, dict[str, int]]:
+  """(episode index, micro-turns, featurization counts) of episode i of a split."""
+  *inputs, i = job
+  episodes, layout, tokenizer, stream = _split_inputs(*inputs)
+  episode = episodes[i]
+  tracks, counts = featurize.featurize_episode(episode, layout, tokenizer, stream)
+  return episode.index, len(tracks["turn"]), {k: int(v) for k, v in counts.items()}
+
+
+def _statistics(out: pathlib.Path, manifest: dict[str, Any],
+                stream_config: ml_collections.ConfigDict | None, workers: int) -> dict[str, Any]:
   """Dataset totals plus featurization counts (overflow spilled or dropped) per episode summed."""
   stream = stream_config if stream_config is not None else config_lib.defaults().stream
   layout = Layout.from_config(stream)
+  tokenizer = tokenizer_lib.Tokenizer.load(str(out / TOKENIZER))
+  inputs = (str(out / manifest["tfds_dir"]), str(out / TOKENIZER), json.dumps(stream.to_dict()))
+  jobs = [(inputs[0], split, *inputs[1:], i) for split in array_records.SPLITS
+          for i in range(len(_split_inputs(inputs[0], split, *inputs[1:])[0]))]
   featurize_totals: collections.Counter[str] = collections.Counter()
   micro_turns = 0
   counted: set[int] = set()
-  for source in train_and_validation.values():
-    for i in range(len(source)):
-      episode = source[i]
-      if episode.index in counted:  # a single episode is in both splits
-        continue
-      counted.add(episode.index)
-      tracks, stats = featurize.featurize_episode(episode, layout, tokenizer, stream)
-      micro_turns += len(tracks["turn"])
-      featurize_totals.update({k: int(v) for k, v in stats.items()})
+  for index, turns, counts in tqdm.tqdm(
+      worker_lifetime.ordered_map(_episode_counts, jobs, workers,
+                                  jobs_per_worker=EPISODES_PER_WORKER, chunksize=8),
+      total=len(jobs), unit="episode", desc="statistics", leave=False):
+    if index not in counted:  # a single episode is in both splits
+      counted.add(index)
+      micro_turns += turns
+      featurize_totals.update(counts)
   entries = manifest["episodes"]
   durations_s = [entry["duration_s"] for entry in entries]
   words = collections.Counter(w["speaker"] for entry in entries for w in entry["words"])
@@ -177,9 +199,11 @@ def _statistics(manifest: dict[str, Any], train_and_validation: dict[str, "Episo
   }
 
 
-def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLike]) -> dict:
+def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLike],
+                workers: int = 0) -> dict:
   """Joins the N parts written with `write_dataset(..., part=(I, N))` into one dataset at
-  `out_dir` (atomic; the parts are left as they are); returns its manifest."""
+  `out_dir` (atomic; the parts are left as they are; statistics counted in `workers` processes,
+  0: one per core); returns its manifest."""
   out = pathlib.Path(out_dir)
   check_replaceable(out)
   parts = sorted((_read_part(p) for p in part_dirs), key=lambda part: part[1]["part"]["index"])
@@ -211,7 +235,7 @@ def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLik
                    for split in array_records.SPLITS},
         "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR))),
     }
-    manifest["stats"] = _finish(tmp, manifest, settings[0], None)
+    manifest["stats"] = _finish(tmp, manifest, settings[0], None, workers)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
   return manifest
 

@@ -8,6 +8,9 @@
                                              of that group, concatenated along the micro-turn
                                              axis (raw, memory-mapped when read)
 
+`jax-interact data featurize DIR --config C` builds the caches C's training reads, before it
+starts (`train` builds any that are missing).
+
 `key` hashes the stream config (slot counts, mel channels, frame size) and the tokenizer the
 text is encoded with (the dataset's, or a model's trained on another dataset) with
 FORMAT_VERSION, so configs that lay micro-turns out differently, and models that read other
@@ -20,6 +23,7 @@ Reading (`Features`) opens the files lazily, so it pickles cheaply into Grain wo
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
@@ -27,6 +31,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import ml_collections
@@ -37,13 +42,13 @@ from data_pipelines import dataset
 from data_pipelines import featurize
 from data_pipelines import worker_lifetime
 from jax_interact import atomic
+from jax_interact import config as config_lib
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
 FEATURES_DIR = "features"
 LAYOUT = "layout.json"
-_EPISODES_PER_WORKER = 50
 
 Tracks = dict[str, np.ndarray]
 
@@ -98,16 +103,12 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
   try:
     stream_json = json.dumps(stream_config.to_dict())
     n = len(dataset.open_split(data_dir, split))
-    # Spawning workers costs seconds; small splits featurize faster in this process.
-    workers = min(workers or os.cpu_count() or 1, -(-n // _EPISODES_PER_WORKER))
     jobs = [(str(data_dir), split, stream_json, str(tokenizer_path), i) for i in range(n)]
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
-      if workers > 1:
-        with worker_lifetime.pool(workers) as pool:
-          layout = _write(tmp, pool.map(_featurize, jobs, chunksize=4), bar)
-      else:
-        layout = _write(tmp, map(_featurize, jobs), bar)
+      layout = _write(tmp, worker_lifetime.ordered_map(
+          _featurize, jobs, workers, jobs_per_worker=dataset.EPISODES_PER_WORKER, chunksize=4),
+                      bar)
     (tmp / LAYOUT).write_text(json.dumps(layout, indent=1))
     try:
       os.rename(tmp, target)
@@ -179,3 +180,14 @@ class Features:
   def window(self, i: int, start: int, n: int) -> Tracks:
     """Micro-turns [start, start + n) of episode i (`featurize.window`: padded past its end)."""
     return featurize.window(self.tracks(i), start, n)
+
+
+def main(args: argparse.Namespace) -> int:
+  """`jax-interact data featurize`: the feature caches of a config's stream layout."""
+  stream = config_lib.load(args.config, [*args.overrides, f"--config.data.dir={args.dir}"]).stream
+  for split in args.splits.split(","):
+    start = time.perf_counter()
+    path = ensure(args.dir, stream, split, workers=args.workers)
+    print(f"{split}: {len(Features(path))} episodes featurized at {path} "
+          f"({time.perf_counter() - start:.1f} s)")
+  return 0

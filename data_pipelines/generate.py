@@ -46,15 +46,9 @@ def generate_episodes(tasks: Sequence[str], indices: range, seed: int, workers: 
   jobs = [(tasks[i % len(tasks)], i, seed) for i in indices]
   bar = tqdm.tqdm(total=len(jobs), unit="episode", desc="generating", disable=not progress)
   with bar:
-    if workers <= 1:
-      for job in jobs:
-        yield _generate(job)
-        bar.update()
-      return
-    with worker_lifetime.pool(workers) as pool:
-      for episode in pool.map(_generate, jobs):
-        yield episode
-        bar.update()
+    for episode in worker_lifetime.ordered_map(_generate, jobs, workers):
+      yield episode
+      bar.update()
 
 
 def part_indices(n: int, part: tuple[int, int] | None) -> range:
@@ -72,10 +66,9 @@ def generate_dataset(out: str | os.PathLike, n: int, *, tasks: Sequence[str], se
   """Generates and writes `n` episodes to `out` (workers=0: all cores), or with `part` (I, N)
   only the episodes of part I of N, for `dataset.merge_parts`; returns the manifest."""
   return dataset.write_dataset(
-      out, generate_episodes(tasks, part_indices(n, part), seed, workers or os.cpu_count() or 1,
-                             progress),
+      out, generate_episodes(tasks, part_indices(n, part), seed, workers, progress),
       tokenizer_sentences=synthetic.vocabulary(), vocab_size=vocab_size,
-      stream_config=stream_config, part=part)
+      stream_config=stream_config, part=part, workers=workers)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 POLL_S = 0.5
 
@@ -51,3 +51,16 @@ def pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
     yield executor
   finally:
     executor.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(fn: Callable, jobs: Sequence, workers: int, *, jobs_per_worker: int = 1,
+                chunksize: int = 1) -> Iterator:
+  """`fn` of each job, in order: in up to `workers` processes of `pool` (0: one per core), no
+  more than one per `jobs_per_worker` jobs since spawning one costs seconds, or in this process
+  when that leaves one. `fn` and the jobs must pickle."""
+  workers = min(workers or os.cpu_count() or 1, -(-len(jobs) // jobs_per_worker))
+  if workers <= 1:
+    yield from map(fn, jobs)
+    return
+  with pool(workers) as executor:
+    yield from executor.map(fn, jobs, chunksize=chunksize)

@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--out", required=True)
   p.add_argument("parts", nargs="+", help="the N part directories")
   p.set_defaults(run="data_pipelines.merge:main")
+  p = data_commands.add_parser("featurize", help="build the feature caches a config's training "
+                               "reads (train builds missing ones itself)")
+  p.add_argument("dir", help="dataset directory")
+  _config_args(p)
+  p.add_argument("--splits", default="train,validation", help="comma-separated splits")
+  p.add_argument("--workers", type=non_negative, default=0,
+                 help="processes (default 0: all cores)")
+  p.set_defaults(run="data_pipelines.features:main")
   p = data_commands.add_parser("inspect", help="draw one episode on a time axis")
   p.add_argument("dir")
   p.add_argument("--index", type=non_negative, default=0)

@@ -111,6 +111,14 @@ def test_parts_written_apart_merge_into_one_dataset(tmp_path):
   assert tokenizer.decode(tokenizer.encode("extra sentence")) == "extra sentence"
 
 
+def test_statistics_counted_by_workers_equal_those_counted_in_one_process(tmp_path):
+  # 110 episodes: enough for two workers (dataset.EPISODES_PER_WORKER each at least).
+  manifest = dataset.write_dataset(tmp_path, (tiny_episode(i) for i in range(110)),
+                                   vocab_size=64, stream_config=tiny_stream(), workers=2)
+  assert manifest["stats"]["micro_turns"] == 110 * 8
+  assert manifest["stats"] == dataset._statistics(tmp_path, manifest, tiny_stream(), workers=1)
+
+
 @pytest.mark.parametrize("n, expected", [
     (1, {"train": [0], "validation": [0]}),
     (3, {"train": [0, 1], "validation": [2]}),

@@ -8,12 +8,14 @@ import pytest
 
 from data_pipelines import dataset, featurize, features, grain_pipeline
 from data_pipelines.held_out import DatasetSplit
+from jax_interact import cli
 from jax_interact import config as config_lib
 from jax_interact.errors import ConfigError, InputError
 from jax_interact.evaluation import scoring
 from jax_interact.streams import tokenizer as tokenizer_lib
 from jax_interact.streams.layout import Layout, random_batch
 from test_dataset import tiny_stream, write_tiny_dataset
+from test_trainer import TINY
 
 EPISODES = 7  # 6 train (1.6 s to 3.6 s long), 1 validation
 
@@ -206,6 +208,17 @@ def test_feature_cache_is_built_once_per_stream_layout(data_dir, monkeypatch):
   tokenizer = dataset.load_tokenizer(data_dir)
   assert features.cache_key(other.stream, tokenizer) != features.cache_key(config.stream,
                                                                            tokenizer)
+
+
+def test_data_featurize_builds_the_caches_training_then_reads(data_dir, monkeypatch, capsys):
+  overrides = ["stream.n_mels=20", "stream.text_out_slots=2"]  # a layout no other test caches
+  assert cli.main(["data", "featurize", str(data_dir), "--config", TINY,
+                   *(f"--config.{o}" for o in overrides)]) == 0
+  assert "train: 6 episodes featurized" in capsys.readouterr().out
+  stream = config_lib.load(TINY, [*overrides, f"data.dir={data_dir}"]).stream
+  monkeypatch.setattr(features, "_featurize", lambda job: pytest.fail("featurized again"))
+  for split in ("train", "validation"):
+    features.ensure(data_dir, stream, split)
 
 
 def test_held_out_windows_are_read_in_the_models_token_ids(data_dir, tmp_path):
