@@ -2,6 +2,7 @@
 
     python benchmarks/recipe.py [--config configs/recipe_cpu.py] [--out out/recipe]
                                 [--eval-data DIR]   # held-out episodes of another seed
+                                [--config.train.steps=N ...]   # overrides for `train`
     python benchmarks/record.py out/recipe/recipe.json --command "python benchmarks/recipe.py"
 
 Runs the same commands a user would (`data generate` once, then cached; `train`; `eval`) and
@@ -40,6 +41,7 @@ TARGETS = (
     ("interruption", "stop", ">=", 0.9),  # silent by 0.6 s after the barge-in
     ("time_speak", "beat_on_time", ">=", 0.7),
     ("delegate", "score", ">=", 0.8),  # delegated, result correct and on time, never over user
+    ("overall", "user_wer", "<=", 0.3),  # the streamed user transcript, all episodes pooled
 )
 QUIET_BAR = 0.1  # quiet-interval violation rate allowed in every family trained on
 _COMPARE = {">=": operator.ge, "<=": operator.le}
@@ -107,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--eval-data", help="dataset whose validation split is scored (default: "
                       "the recipe's own)")
   parser.add_argument("--eval-episodes", type=cli.count, default=120)
+  parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
-  args = parser.parse_args(argv)
+  argv = sys.argv[1:] if argv is None else argv
+  overrides = [a for a in argv if a.startswith("--config.")]
+  args = parser.parse_args([a for a in argv if a not in overrides])
 
   start = time.perf_counter()
   out = pathlib.Path(args.out)
@@ -119,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
   generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
                 "--seed", str(args.seed))
   times["train"] = stage("train", [
-      "train", "--config", config_path, "--workdir", str(workdir), f"--config.data.dir={data}"])
+      "train", "--config", config_path, "--workdir", str(workdir), f"--config.data.dir={data}",
+      *overrides])
   times["eval"] = stage("evaluate on held-out episodes", [
       "eval", "--workdir", str(workdir), "--data", str(args.eval_data or data),
       "--out", str(eval_dir), "--max-episodes", str(args.eval_episodes),
-      "--checkpoint", args.checkpoint])
+      "--batch", str(args.eval_batch), "--checkpoint", args.checkpoint])
   times["total"] = time.perf_counter() - start
 
   trained = tuple(t.strip() for t in args.tasks.split(",") if t.strip())

@@ -24,12 +24,14 @@ def test_targets_judge_each_bar_in_its_direction():
       pause_handling={"false_takeover": 0.1},
       interruption={"stop": 0.89},
       time_speak={"beat_on_time": None},  # no samples: not met
-      delegate={"score": 1.0}))
+      delegate={"score": 1.0},
+      overall={"user_wer": 0.31}))  # lower is better, over the bar
   met = {(r["family"], r["metric"]): r["met"] for r in rows}
   assert met == {("rep_count", "obo_accuracy"): True, ("turn_taking", "latency_p50_s"): False,
                  ("turn_taking", "takeover"): True, ("pause_handling", "false_takeover"): True,
                  ("interruption", "stop"): False,
-                 ("time_speak", "beat_on_time"): False, ("delegate", "score"): True}
+                 ("time_speak", "beat_on_time"): False, ("delegate", "score"): True,
+                 ("overall", "user_wer"): False}
   takeover = next(r for r in rows if r["metric"] == "takeover")
   assert (takeover["model"], takeover["silent"], takeover["turn_based"]) == (0.95, 0.0, 0.95)
 
