@@ -15,28 +15,25 @@ time_speak,live_translation,delegate --eval-episodes 126 --eval-batch 63 \
       --config.train.steps=STEPS
 """
 
-from configs import recipe_cpu
+from configs import recipe_cpu, small
+
+SMALL_WIDTHS = ("d_model", "n_layers", "d_ff", "local_layers", "local_d_model", "local_heads",
+                "local_d_ff", "flow_hidden", "dtype")
 
 
 def get_config():
   c = recipe_cpu.get_config()
   c.name = "recipe_gpu"
+  widths = small.get_config().model
+  for key in SMALL_WIDTHS:
+    c.model[key] = widths[key]
+  c.model.n_heads = 12
+  c.model.n_kv_heads = 4
+  c.model.head_dim = 32
   c.data.batch_size = 32
   c.data.num_workers = 8
   c.data.task_repeats = ("turn_taking:2,interruption:2,pause_handling:3,rep_count:3,"
                          "visual_cue:2,start_stop:2,time_speak:4,live_translation:4,delegate:5")
-  c.model.d_model = 384
-  c.model.n_layers = 6
-  c.model.n_heads = 12
-  c.model.n_kv_heads = 4
-  c.model.head_dim = 32
-  c.model.d_ff = 1024
-  c.model.local_layers = 2
-  c.model.local_d_model = 256
-  c.model.local_heads = 4
-  c.model.local_d_ff = 768
-  c.model.flow_hidden = 384
-  c.model.dtype = "bfloat16"
   c.train.steps = 6000
   c.train.time_limit_s = 480.0
   c.train.lr = 1e-3
@@ -44,5 +41,4 @@ def get_config():
   c.train.weight_decay = 0.1
   c.train.interact_every_steps = 1500
   c.train.interact_batch = 36
-  c.checkpoint.every_steps = 500
   return c
