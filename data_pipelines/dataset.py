@@ -53,9 +53,9 @@ def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
 
   `stream_config` (default: `config.defaults().stream`) sets the slot counts with which the
   episodes are featurized once, in `workers` processes (0: one per core), to count overflow
-  for the manifest's statistics. With `part`
-  (I, N) it writes part I of N instead: the episodes and a manifest recording how to finish
-  (`merge_parts` does, with the default stream config).
+  for the manifest's statistics. With `part` (I, N) it writes part I of N instead: the
+  episodes and a manifest recording how to finish (`merge_parts` does, with the default stream
+  config).
   """
   out = pathlib.Path(out_dir)
   check_replaceable(out)
@@ -168,9 +168,9 @@ def _statistics(out: pathlib.Path, manifest: dict[str, Any],
   stream = stream_config if stream_config is not None else config_lib.defaults().stream
   layout = Layout.from_config(stream)
   tokenizer = tokenizer_lib.Tokenizer.load(str(out / TOKENIZER))
-  inputs = (str(out / manifest["tfds_dir"]), str(out / TOKENIZER), json.dumps(stream.to_dict()))
-  jobs = [(inputs[0], split, *inputs[1:], i) for split in array_records.SPLITS
-          for i in range(len(_split_inputs(inputs[0], split, *inputs[1:])[0]))]
+  tfds_dir, stream_json = str(out / manifest["tfds_dir"]), json.dumps(stream.to_dict())
+  jobs = [(tfds_dir, split, str(out / TOKENIZER), stream_json, i)
+          for split in array_records.SPLITS for i in range(len(manifest["splits"][split]))]
   featurize_totals: collections.Counter[str] = collections.Counter()
   micro_turns = 0
   counted: set[int] = set()

@@ -106,9 +106,9 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
     jobs = [(str(data_dir), split, stream_json, str(tokenizer_path), i) for i in range(n)]
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
-      layout = _write(tmp, worker_lifetime.ordered_map(
-          _featurize, jobs, workers, jobs_per_worker=dataset.EPISODES_PER_WORKER, chunksize=4),
-                      bar)
+      tracks = worker_lifetime.ordered_map(_featurize, jobs, workers, chunksize=4,
+                                           jobs_per_worker=dataset.EPISODES_PER_WORKER)
+      layout = _write(tmp, tracks, bar)
     (tmp / LAYOUT).write_text(json.dumps(layout, indent=1))
     try:
       os.rename(tmp, target)
