@@ -10,6 +10,7 @@
 # 3. runs benchmarks/recipe.py: train, then score EVAL_EPISODES (126) held-out validation
 #    episodes (EVAL_BATCH, 63, at once) with the best checkpoint; OUT/recipe.json says which
 #    targets were met.
+# DATA_ONLY=1 stops after step 1; a second run in the same OUT finds the data and features cached.
 # Overrides after OUT go to both `bench train` and `train`. On a machine without the project's
 # dependencies, put the project on PYTHONPATH and carry the missing wheels (benchmarks/README.md).
 set -euo pipefail
@@ -60,6 +61,7 @@ if [ -n "$generating" ]; then
   tail -n 1 "$out/generate.log"
 fi
 "$python" -m jax_interact.cli data featurize "$out/data" --config "$config" "${overrides[@]}"
+if [ -n "${DATA_ONLY:-}" ]; then exit 0; fi
 
 limit=${TRAIN_LIMIT_S:-480}
 steps=$("$python" - "$out/step.json" "$limit" "${TRAIN_OVERHEAD_S:-90}" "${MAX_STEPS:-8000}" <<'PY'
