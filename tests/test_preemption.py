@@ -139,6 +139,15 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   wait_for(lambda: not alive(workers))
 
 
+def test_pool_workers_start_with_one_numerical_thread_each(monkeypatch):
+  monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's own setting, theirs again afterwards
+  monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+  with worker_lifetime.pool(1) as pool:
+    seen = list(pool.map(os.getenv, ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]))
+  assert seen == ["1", "1"]
+  assert os.environ["OMP_NUM_THREADS"] == "4" and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
 def test_a_worker_pool_stops_however_its_block_ends():
   """Pool workers ignore SIGTERM (their parent decides when they stop), so the pool must stop
   them by telling them, at the end of a block that completes or raises, and not hang."""
