@@ -11,7 +11,8 @@ a third of the fed-back text and voicing replaced by the model's own decisions
 with a voicing threshold of 0.9: together they make it fall silent after its answers (trial t5;
 at the default threshold of 0.5, or 0.7, its own voice keeps it talking, "and and and").
 `jax-interact demo` runs it on three families whose timing it learns first (turn_taking,
-pause_handling, interruption); it beats both baselines on two of them (docs/BENCHMARKS.md):
+pause_handling, interruption); it beat both baselines on two of them on 2026-12-03 and on
+pause_handling alone on 2026-12-04 (README.md, docs/BENCHMARKS.md):
 
   jax-interact data generate --out out/demo/data --episodes 300 --seed 0 \
       --tasks turn_taking,pause_handling,interruption
