@@ -112,9 +112,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
-  argv = sys.argv[1:] if argv is None else argv
-  overrides = [a for a in argv if a.startswith("--config.")]
-  args = parser.parse_args([a for a in argv if a not in overrides])
+  argv, overrides = cli.split_overrides(argv)
+  args = parser.parse_args(argv)
 
   start = time.perf_counter()
   out = pathlib.Path(args.out)

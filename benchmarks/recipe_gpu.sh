@@ -49,7 +49,7 @@ if [ ! -f "$out/data/manifest.json" ]; then
 fi
 time_step() {
   "$python" -m jax_interact.cli bench train --config "$config" --steps 30 \
-      --out "$out/step.json" --config.train.interact_every_steps=0 "${overrides[@]}" "$@"
+      --out "$out/step.json" "${overrides[@]}" "$@"
 }
 if ! time_step; then
   echo "== bench train failed (above); timing it again with XLA attention" >&2

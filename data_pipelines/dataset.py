@@ -144,19 +144,20 @@ def _episode_sentences(entry: dict[str, Any]) -> list[str]:
 
 
 @functools.cache
-def _split_inputs(tfds_dir: str, split: str, tokenizer_path: str, stream_json: str):
-  """(episodes, layout, tokenizer, stream config) of a split being finished, opened once per
-  process."""
+def featurizing_inputs(tfds_dir: str, split: str, where: str, tokenizer_path: str,
+                       stream_json: str):
+  """(episodes of `split` in the store at `tfds_dir`, named `where` in errors, layout,
+  tokenizer, stream config): what a featurizing worker reads, opened once per process."""
   stream = ml_collections.ConfigDict(json.loads(stream_json))
   source = EpisodeSource(array_records.open_builder(pathlib.Path(tfds_dir)).as_data_source(split),
-                         tfds_dir)
+                         where)
   return source, Layout.from_config(stream), tokenizer_lib.Tokenizer.load(tokenizer_path), stream
 
 
-def _episode_counts(job: tuple[str, str, str, str, int]) -> tuple[int, int, dict[str, int]]:
+def _episode_counts(job: tuple[str, str, str, str, str, int]) -> tuple[int, int, dict[str, int]]:
   """(episode index, micro-turns, featurization counts) of episode i of a split."""
   *inputs, i = job
-  episodes, layout, tokenizer, stream = _split_inputs(*inputs)
+  episodes, layout, tokenizer, stream = featurizing_inputs(*inputs)
   episode = episodes[i]
   tracks, counts = featurize.featurize_episode(episode, layout, tokenizer, stream)
   return episode.index, len(tracks["turn"]), {k: int(v) for k, v in counts.items()}
@@ -169,7 +170,7 @@ def _statistics(out: pathlib.Path, manifest: dict[str, Any],
   layout = Layout.from_config(stream)
   tokenizer = tokenizer_lib.Tokenizer.load(str(out / TOKENIZER))
   tfds_dir, stream_json = str(out / manifest["tfds_dir"]), json.dumps(stream.to_dict())
-  jobs = [(tfds_dir, split, str(out / TOKENIZER), stream_json, i)
+  jobs = [(tfds_dir, split, str(out), str(out / TOKENIZER), stream_json, i)
           for split in array_records.SPLITS for i in range(len(manifest["splits"][split]))]
   featurize_totals: collections.Counter[str] = collections.Counter()
   micro_turns = 0

@@ -24,7 +24,6 @@ Reading (`Features`) opens the files lazily, so it pickles cheaply into Grain wo
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -44,7 +43,6 @@ from data_pipelines import worker_lifetime
 from jax_interact import atomic
 from jax_interact import config as config_lib
 from jax_interact.streams import tokenizer as tokenizer_lib
-from jax_interact.streams.layout import Layout
 
 FORMAT_VERSION = 1
 FEATURES_DIR = "features"
@@ -66,18 +64,9 @@ def cache_dir(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigD
   return pathlib.Path(data_dir) / FEATURES_DIR / cache_key(stream_config, tokenizer)
 
 
-@functools.cache
-def _worker_inputs(data_dir: str, split: str, stream_json: str, tokenizer_path: str):
-  """(episodes, layout, tokenizer, stream config) opened once per worker process."""
-  stream = ml_collections.ConfigDict(json.loads(stream_json))
-  return (dataset.open_split(data_dir, split), Layout.from_config(stream),
-          tokenizer_lib.Tokenizer.load(tokenizer_path), stream)
-
-
-def _featurize(job: tuple[str, str, str, str, int]) -> Tracks:
-  data_dir, split, stream_json, tokenizer_path, i = job
-  episodes, layout, tokenizer, stream = _worker_inputs(data_dir, split, stream_json,
-                                                       tokenizer_path)
+def _featurize(job: tuple[str, str, str, str, str, int]) -> Tracks:
+  *inputs, i = job
+  episodes, layout, tokenizer, stream = dataset.featurizing_inputs(*inputs)
   tracks, _ = featurize.featurize_episode(episodes[i], layout, tokenizer, stream)
   return tracks
 
@@ -102,8 +91,10 @@ def ensure(data_dir: str | os.PathLike, stream_config: ml_collections.ConfigDict
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{split}.", dir=target.parent))
   try:
     stream_json = json.dumps(stream_config.to_dict())
-    n = len(dataset.open_split(data_dir, split))
-    jobs = [(str(data_dir), split, stream_json, str(tokenizer_path), i) for i in range(n)]
+    n = len(dataset.open_split(data_dir, split))  # checks the split against the manifest
+    tfds_dir = pathlib.Path(data_dir) / dataset.read_manifest(data_dir)["tfds_dir"]
+    jobs = [(str(tfds_dir), split, f"{data_dir}:{split}", str(tokenizer_path), stream_json, i)
+            for i in range(n)]
     with tqdm.tqdm(total=n, unit="episode", desc=f"featurizing {split}",
                    disable=not progress) as bar:
       tracks = worker_lifetime.ordered_map(_featurize, jobs, workers, chunksize=4,

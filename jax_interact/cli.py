@@ -220,13 +220,19 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def split_overrides(argv: list[str] | None) -> tuple[list[str], list[str]]:
+  """(the other arguments, the `--config.key=value` overrides) of `argv` (default: this
+  process's): overrides are collected apart from the declared flags."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  return ([a for a in argv if not a.startswith("--config.")],
+          [a for a in argv if a.startswith("--config.")])
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = _parser()
-  # `--config.key=value` overrides are collected apart from the declared flags.
-  argv = list(sys.argv[1:] if argv is None else argv)
-  overrides = [a for a in argv if a.startswith("--config.")]
+  argv, overrides = split_overrides(argv)
   try:
-    args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+    args = parser.parse_args(argv)
   except SystemExit as e:  # a usage error (code 2) or --help (code 0), already printed
     return int(e.code or 0)
   args.overrides = overrides

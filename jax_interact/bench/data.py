@@ -23,8 +23,7 @@ from typing import Any
 import ml_collections
 
 from data_pipelines import dataset, features, generate, grain_pipeline, synthetic
-from jax_interact import atomic, trainer
-from jax_interact import config as config_lib
+from jax_interact import atomic, bench, trainer
 from jax_interact.models import counting
 
 WORKER_COUNTS = (0, 1, 2)
@@ -122,7 +121,7 @@ def run(config: ml_collections.ConfigDict, config_path: str) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-  config = config_lib.load(args.config, args.overrides)
+  config = bench.load_config(args)
   result = run(config, args.config)
   atomic.write_json(args.out, result)
   g = result["generation"]

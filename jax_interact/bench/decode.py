@@ -21,7 +21,6 @@ import numpy as np
 from flax import nnx
 
 from jax_interact import atomic, bench, models
-from jax_interact import config as config_lib
 from jax_interact.background import orchestrator as orchestrator_lib
 from jax_interact.background import workers
 from jax_interact.inference import engine, session
@@ -186,7 +185,7 @@ def run(config, batches, micro_turns: int, agreement_turns: int | None = None,
 
 
 def main(args) -> int:
-  config = config_lib.load(args.config, args.overrides)
+  config = bench.load_config(args)
   result = run(config, args.batch, args.micro_turns, args.agreement_turns,
                getattr(args, "background", None), getattr(args, "delegate_every", 25))
   atomic.write_json(args.out, result)

@@ -29,7 +29,6 @@ import numpy as np
 from flax import nnx
 
 from jax_interact import atomic, bench, models
-from jax_interact import config as config_lib
 from jax_interact.errors import InputError
 from jax_interact.inference import session
 from jax_interact.serving import server as server_lib
@@ -204,7 +203,7 @@ HEADLINE = ("most_clients_real_time", "clients", "p50_tick_ms", "p99_tick_ms", "
 def main(args) -> int:
   if args.clients <= 0 or args.seconds <= 0:
     raise InputError("--clients/--seconds", "expected positive numbers")
-  config = config_lib.load(args.config, args.overrides)
+  config = bench.load_config(args)
   result = measure(config, args.clients, args.seconds, args.data)
   largest = result["runs"][-1]
   result.update({"benchmark": "serve", "config": config.name,

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_interact import atomic, bench, sharding, trainer
-from jax_interact import config as config_lib
 from jax_interact.models import attention_kernels, counting
 from jax_interact.training import metrics as metrics_lib
 
@@ -107,7 +106,7 @@ def measure(config, steps: int) -> dict:
 
 
 def main(args) -> int:
-  config = config_lib.load(args.config, args.overrides)
+  config = bench.load_config(args)
   try:
     result = measure(config, args.steps)
   except trainer.OutOfMemory as e:

@@ -32,7 +32,10 @@ class Preemption:
     self.time_up = False
     self._previous: dict[int, object] = {}
     self._distributed = False
-    self._timer = threading.Timer(time_limit_s, self._stop_in_time) if time_limit_s > 0 else None
+    self._timer = None
+    if time_limit_s > 0:
+      self._timer = threading.Timer(time_limit_s, self._stop_in_time)
+      self._timer.daemon = True
 
   def __enter__(self) -> Preemption:
     self._distributed = jax.distributed.is_initialized()
@@ -42,7 +45,6 @@ class Preemption:
       else:
         self._previous = {s: signal.signal(s, self._note) for s in SIGNALS}
     if self._timer is not None:
-      self._timer.daemon = True
       self._timer.start()
     return self
 
