@@ -3,6 +3,7 @@
     python benchmarks/recipe.py [--config configs/recipe_cpu.py] [--out out/recipe]
                                 [--eval-data DIR]   # held-out episodes of another seed
                                 [--config.train.steps=N ...]   # overrides for `train`
+                                [--stages eval]   # score OUT/train as it is, without training
     python benchmarks/record.py out/recipe/recipe.json --command "python benchmarks/recipe.py"
 
 Runs the same commands a user would (`data generate` once, then cached; `train`; `eval`) and
@@ -13,7 +14,8 @@ higher score or, on a tie, a lower p50 latency); and the time of each stage. Wit
 the evaluation plays the validation split of that dataset (generate it with a seed the recipe
 never trains on); by default, the recipe's own stratified validation split. A rerun in the same
 OUT resumes training from its last checkpoint, so the train time then covers only the remaining
-steps.
+steps; `--stages train` stops before the evaluation and `--stages eval` scores the checkpoint
+OUT/train holds (one stopped by train.time_limit_s, say) without training on.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TARGETS = (
     ("delegate", "score", ">=", 0.8),  # delegated, result correct and on time, never over user
     ("overall", "user_wer", "<=", 0.3),  # the streamed user transcript, all episodes pooled
 )
+STAGES = ("train", "eval")
 QUIET_BAR = 0.1  # quiet-interval violation rate allowed in every family trained on
 _COMPARE = {">=": operator.ge, "<=": operator.le}
 
@@ -100,6 +103,14 @@ def summarize(report: dict, times: dict[str, float],
           "checkpoint_step": report["meta"].get("checkpoint_step"), "times_s": times}
 
 
+def _stages(text: str) -> tuple[str, ...]:
+  stages = tuple(s.strip() for s in text.split(",") if s.strip())
+  unknown = sorted(set(stages) - set(STAGES))
+  if not stages or unknown:
+    raise argparse.ArgumentTypeError(f"expected some of {','.join(STAGES)}, got {text!r}")
+  return stages
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="configs/recipe_cpu.py")
@@ -112,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
+  parser.add_argument("--stages", type=_stages, default=STAGES,
+                      help=f"which of {','.join(STAGES)} to run (default both)")
   argv, overrides = cli.split_overrides(argv)
   args = parser.parse_args(argv)
 
@@ -122,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
   times = {}
   generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
                 "--seed", str(args.seed))
-  times["train"] = stage("train", [
-      "train", "--config", config_path, "--workdir", str(workdir), f"--config.data.dir={data}",
-      *overrides])
+  if "train" in args.stages:
+    times["train"] = stage("train", [
+        "train", "--config", config_path, "--workdir", str(workdir),
+        f"--config.data.dir={data}", *overrides])
+  if "eval" not in args.stages:
+    return 0
   times["eval"] = stage("evaluate on held-out episodes", [
       "eval", "--workdir", str(workdir), "--data", str(args.eval_data or data),
       "--out", str(eval_dir), "--max-episodes", str(args.eval_episodes),

@@ -10,7 +10,10 @@
 # 3. runs benchmarks/recipe.py: train, then score EVAL_EPISODES (126) held-out validation
 #    episodes (EVAL_BATCH, 63, at once) with the best checkpoint; OUT/recipe.json says which
 #    targets were met.
-# DATA_ONLY=1 stops after step 1; a second run in the same OUT finds the data and features cached.
+# STAGES (data,train,eval) picks the steps to run; a later run in the same OUT finds the data and
+# features cached, and `STAGES=eval` scores the checkpoint OUT/train holds. DEADLINE_S, when set,
+# is the second of this script's run by which training must stop (TRAIN_LIMIT_S shrinks to fit),
+# so that one device call of 10 minutes can hold the data and the training, the next the eval.
 # Overrides after OUT go to both `bench train` and `train`. On a machine without the project's
 # dependencies, put the project on PYTHONPATH and carry the missing wheels (benchmarks/README.md).
 set -euo pipefail
@@ -42,8 +45,10 @@ generate() {
   "$python" -m jax_interact.cli data merge --out "$out/data" "$out/parts"/*
   rm -rf "$out/parts"
 }
+stages=,${STAGES:-data,train,eval},
+has_stage() { [[ $stages == *,$1,* ]]; }
 generating=
-if [ ! -f "$out/data/manifest.json" ]; then
+if has_stage data && [ ! -f "$out/data/manifest.json" ]; then
   generate > "$out/generate.log" 2>&1 &
   generating=$!
 fi
@@ -51,30 +56,49 @@ time_step() {
   "$python" -m jax_interact.cli bench train --config "$config" --steps 30 \
       --out "$out/step.json" "${overrides[@]}" "$@"
 }
-if ! time_step; then
+if [ -f "$out/xla_attention" ]; then
+  overrides+=("--config.model.attention=xla")
+elif has_stage train && ! time_step; then
   echo "== bench train failed (above); timing it again with XLA attention" >&2
   overrides+=("--config.model.attention=xla")
+  touch "$out/xla_attention"
   time_step
 fi
 if [ -n "$generating" ]; then
   wait "$generating" || { tail -n 20 "$out/generate.log" >&2; exit 1; }
   tail -n 1 "$out/generate.log"
 fi
-"$python" -m jax_interact.cli data featurize "$out/data" --config "$config" "${overrides[@]}"
-if [ -n "${DATA_ONLY:-}" ]; then exit 0; fi
+if has_stage data; then
+  "$python" -m jax_interact.cli data featurize "$out/data" --config "$config" "${overrides[@]}"
+fi
+recipe=("$python" benchmarks/recipe.py --config "$config" --out "$out" --tasks "$tasks"
+        --episodes "${EPISODES:-6300}" --eval-episodes "${EVAL_EPISODES:-126}"
+        --eval-batch "${EVAL_BATCH:-63}")
+if ! has_stage train; then
+  if has_stage eval; then "${recipe[@]}" --stages eval; fi
+  exit 0
+fi
 
 limit=${TRAIN_LIMIT_S:-480}
+if [ -n "${DEADLINE_S:-}" ] && ((DEADLINE_S - SECONDS < limit)); then
+  limit=$((DEADLINE_S - SECONDS))
+  if ((limit < 60)); then
+    echo "== DEADLINE_S=$DEADLINE_S leaves ${limit}s to train; not training" >&2
+    exit 1
+  fi
+fi
 steps=$("$python" - "$out/step.json" "$limit" "${TRAIN_OVERHEAD_S:-90}" "${MAX_STEPS:-8000}" <<'PY'
 import json, sys
 step_s = json.load(open(sys.argv[1]))["headline"]["step_time_s"]
 limit, overhead, cap = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-steps = int((limit - overhead) / (1.15 * step_s)) // 100 * 100  # 15% for the data pipeline
+# The step timed beside the generation took 1.6x the step in training (docs/BENCHMARKS.md), which
+# leaves room for the data pipeline.
+steps = int((limit - overhead) / step_s) // 100 * 100
 print(max(100, min(cap, steps)))
 PY
 )
 echo "== step $(grep -o '"step_time_s": [0-9.e-]*' "$out/step.json"): train.steps=$steps within" \
      "train.time_limit_s=$limit"
-"$python" benchmarks/recipe.py --config "$config" --out "$out" --tasks "$tasks" \
-    --episodes "${EPISODES:-6300}" --eval-episodes "${EVAL_EPISODES:-126}" \
-    --eval-batch "${EVAL_BATCH:-63}" \
-    "--config.train.steps=$steps" "--config.train.time_limit_s=$limit" "${overrides[@]}"
+if has_stage eval; then recipe+=(--stages train,eval); else recipe+=(--stages train); fi
+"${recipe[@]}" "--config.train.steps=$steps" "--config.train.time_limit_s=$limit" \
+    "${overrides[@]}"

@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+import pytest
+
 from jax_interact.evaluation import report as report_lib
 
 spec = importlib.util.spec_from_file_location(
@@ -69,3 +71,22 @@ def test_every_trained_family_must_keep_quiet_and_beat_both_baselines():
   # report() makes the turn-based baseline identical to the model: a tie at equal latency.
   assert rows["turn_taking"]["beats_silent"] and not rows["turn_taking"]["beats_turn_based"]
   assert not result["all_met"]
+
+
+def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
+  """`--stages eval` scores the checkpoint the workdir holds without training on (a run stopped
+  by its time limit would otherwise resume); `--stages train` stops before scoring."""
+  ran = []
+  monkeypatch.setattr(recipe, "generate_once", lambda *args: None)
+  monkeypatch.setattr(recipe, "stage", lambda title, argv: ran.append(argv[0]) or 1.0)
+  monkeypatch.setattr(recipe, "summarize", lambda *args: {"targets": [], "families": [],
+                                                          "all_met": False})
+  (tmp_path / "eval").mkdir()
+  (tmp_path / "eval" / "report.json").write_text("{}")
+  for stages, expected in (("eval", ["eval"]), ("train", ["train"]),
+                           ("train,eval", ["train", "eval"])):
+    ran.clear()
+    assert recipe.main(["--out", str(tmp_path), "--stages", stages]) == 0
+    assert ran == expected
+  with pytest.raises(SystemExit):
+    recipe.main(["--out", str(tmp_path), "--stages", "generate"])
