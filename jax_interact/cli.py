@@ -184,9 +184,10 @@ def _parser() -> argparse.ArgumentParser:
   p = commands.add_parser("demo", help="the main job: generate, train configs/demo.py, evaluate, "
                           "stream, summarise")
   p.add_argument("--out", default="out/demo")
-  p.add_argument("--episodes", type=count, default=300)
+  p.add_argument("--episodes", type=count, default=900, help="training episodes")
   p.add_argument("--steps", type=count, help="train steps (default: the config's)")
-  p.add_argument("--eval-episodes", type=count, default=30)
+  p.add_argument("--eval-episodes", type=count, default=135,
+                 help="episodes of another seed scored (45 a family)")
   p.set_defaults(run="jax_interact.demo:main")
 
   bench = commands.add_parser("bench", help="benchmarks writing JSON")
