@@ -27,6 +27,7 @@ import pathlib
 import sys
 import time
 
+from data_pipelines.generate import parse_tasks
 from jax_interact import atomic, cli
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_once, stage
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
       "--batch", str(args.eval_batch), "--checkpoint", args.checkpoint])
   times["total"] = time.perf_counter() - start
 
-  trained = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+  trained = parse_tasks(args.tasks)
   result = summarize(json.loads((eval_dir / "report.json").read_text()), times, trained)
   atomic.write_json(out / "recipe.json", result)
 

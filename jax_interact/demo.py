@@ -5,16 +5,18 @@ Generates a small synthetic dataset of the task families configs/demo.py learns 
 evaluates it against the silent and turn-based baselines on episodes of another seed (cached
 too, and never trained on: 45 a family, where the training set's validation split holds 10, too
 few for a verdict), streams one held-out episode, and prints a table of the artifacts written
-and a line on what the model learned. Each stage is the same command a user would run by hand, so the demo doubles as a
-tour of the CLI.
+and a line on what the model learned. Each stage is the same command a user would run by hand,
+so the demo doubles as a tour of the CLI.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import time
 
+from data_pipelines import dataset
 from jax_interact import cli, config
 from jax_interact.evaluation import report as report_lib
 
@@ -57,9 +59,11 @@ def main(args) -> int:
   timings["train"] = stage(f"train {CONFIG.stem}", [
       "train", "--config", str(CONFIG), "--workdir", str(workdir),
       f"--config.data.dir={data}", *steps])
-  # The scored split is the generator's train split (9 episodes in 10 of each family).
-  generate_once(eval_data, timings, "--episodes", str(args.eval_episodes * 10 // 9 + 3),
-                "--seed", str(EVAL_SEED), "--tasks", ",".join(TASKS), timing="generate_eval")
+  # The scored split is the train split: all but every VALIDATION_EVERY-th episode of a family.
+  every = dataset.VALIDATION_EVERY
+  eval_episodes = math.ceil(args.eval_episodes * every / (every - 1)) + len(TASKS)
+  generate_once(eval_data, timings, "--episodes", str(eval_episodes), "--seed", str(EVAL_SEED),
+                "--tasks", ",".join(TASKS), timing="generate_eval")
   timings["eval"] = stage(f"evaluate on episodes of seed {EVAL_SEED}, never trained on", [
       "eval", "--workdir", str(workdir), "--data", str(eval_data), "--split", "train",
       "--out", str(out / "eval"), "--max-episodes", str(args.eval_episodes),
