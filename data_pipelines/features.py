@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -149,9 +150,12 @@ class Features:
     if self._arrays is None:
       arrays = {"offsets": np.load(self.directory / "offsets.npy")}
       for group, spec in self._groups.items():
-        arrays[group] = np.memmap(self.directory / f"{group}.bin", mode="r",
-                                  dtype=np.dtype(spec["dtype"]),
-                                  shape=(self._micro_turns, *spec["shape"]))
+        dtype, shape = np.dtype(spec["dtype"]), (self._micro_turns, *spec["shape"])
+        # A group of no slots (e.g. stream.bg_slots = 0) wrote an empty file, which cannot be
+        # memory-mapped.
+        arrays[group] = (np.memmap(self.directory / f"{group}.bin", mode="r", dtype=dtype,
+                                   shape=shape)
+                         if math.prod(shape) else np.zeros(shape, dtype))
       self._arrays = arrays
     return self._arrays
 

@@ -139,9 +139,12 @@ def test_batch_size_must_divide_over_processes(data_dir, monkeypatch):
     grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
 
 
-def test_cached_windows_equal_featurizing_the_episode(data_dir):
-  """Featurize once: a window sliced from the cache is what featurizing the episode gives."""
+@pytest.mark.parametrize("stream_overrides", [{}, {"bg_slots": 0}], ids=["default", "no_bg"])
+def test_cached_windows_equal_featurizing_the_episode(data_dir, stream_overrides):
+  """Featurize once: a window sliced from the cache is what featurizing the episode gives, also
+  when a slot group has no slots (its cache file is empty)."""
   config = small_config()
+  config.stream.update(stream_overrides)
   cached = features.Features(features.ensure(data_dir, config.stream, "train"))
   episodes = dataset.open_split(data_dir, "train")
   layout = Layout.from_config(config.stream)
