@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--steps", type=count, help="train steps (default: the config's)")
   p.add_argument("--eval-episodes", type=count, default=135,
                  help="episodes of another seed scored (45 a family)")
+  p.add_argument("--minutes", type=non_negative, default=14,
+                 help="wall-clock budget of the whole demo: training stops early (and says so) "
+                      "to finish within it on a slow machine (0: no budget)")
   p.set_defaults(run="jax_interact.demo:main")
 
   bench = commands.add_parser("bench", help="benchmarks writing JSON")

@@ -24,6 +24,9 @@ CONFIG = config.resolve("configs/demo.py")
 # The families whose timing a model learns in the demo's few minutes (docs/BENCHMARKS.md).
 TASKS = ("turn_taking", "pause_handling", "interruption")
 TRAIN_SEED, EVAL_SEED = 0, 1
+# The stages after training on 2 CPU cores (generate and score the held-out episodes, stream
+# one) took about 60 s; training gets what --minutes leaves after this much for them.
+AFTER_TRAINING_S = 90
 
 
 def stage(title: str, argv: list[str]) -> float:
@@ -46,7 +49,16 @@ def generate_once(data: pathlib.Path, timings: dict[str, float], *args: str,
                             ["data", "generate", "--out", str(data), *args])
 
 
+def train_time_limit(minutes: int, elapsed_s: float) -> float:
+  """train.time_limit_s that leaves AFTER_TRAINING_S of a `minutes` budget, `elapsed_s` of it
+  spent (0: no budget); at least a minute, so a model is always trained."""
+  if not minutes:
+    return 0.0
+  return max(60 * minutes - elapsed_s - AFTER_TRAINING_S, 60.0)
+
+
 def main(args) -> int:
+  start = time.perf_counter()
   out = pathlib.Path(args.out)
   data, eval_data, workdir = out / "data", out / "eval_data", out / "train"
   timings = {}
@@ -55,10 +67,12 @@ def main(args) -> int:
   timings["inspect"] = stage("draw episode 0", [
       "data", "inspect", str(data), "--index", "0", "--config", str(CONFIG),
       "--out", str(out / "episode0.png"), "--json", str(out / "episode0.json")])
-  steps = [f"--config.train.steps={args.steps}"] if args.steps else []
+  steps = args.steps or config.load(str(CONFIG)).train.steps
+  time_limit_s = train_time_limit(args.minutes, time.perf_counter() - start)
   timings["train"] = stage(f"train {CONFIG.stem}", [
       "train", "--config", str(CONFIG), "--workdir", str(workdir),
-      f"--config.data.dir={data}", *steps])
+      f"--config.data.dir={data}", f"--config.train.steps={steps}",
+      f"--config.train.time_limit_s={time_limit_s:.0f}"])
   # The scored split is the train split: all but every VALIDATION_EVERY-th episode of a family.
   every = dataset.VALIDATION_EVERY
   eval_episodes = math.ceil(args.eval_episodes * every / (every - 1)) + len(TASKS)
@@ -82,7 +96,7 @@ def main(args) -> int:
       ("dataset", data, f"{len(manifest['episodes'])} episodes of seed {TRAIN_SEED}"),
       ("episode plot", out / "episode0.png", "audio, video, words, micro-turn grid"),
       ("episode slots", out / "episode0.json", "decoded slots per micro-turn"),
-      ("checkpoints", workdir / "checkpoints", f"step {metrics[-1]['step']}"),
+      ("checkpoints", workdir / "checkpoints", _trained(metrics[-1]["step"], steps, args.minutes)),
       ("metrics", workdir / "metrics.jsonl", f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"),
       ("tensorboard", workdir / "tensorboard", "tensorboard --logdir there"),
       ("eval report", out / "eval" / "report.md",
@@ -106,6 +120,13 @@ def learned_line(report: dict) -> str:
   won, lost = report_lib.learned(report)
   return (f"the model learned {', '.join(won) or 'no family yet'} (beats the silent and the "
           f"turn-based baseline there); not yet: {', '.join(lost) or 'none'}")
+
+
+def _trained(step: int, steps: int, minutes: int) -> str:
+  if step >= steps:
+    return f"step {step}"
+  return (f"step {step} of {steps}: training stopped early to keep to --minutes {minutes} "
+          "(a slower machine than 2 free cores?)")
 
 
 def _fmt(value) -> str:
