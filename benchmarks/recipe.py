@@ -105,7 +105,7 @@ def summarize(report: dict, times: dict[str, float],
 
 
 def _stages(text: str) -> tuple[str, ...]:
-  stages = tuple(s.strip() for s in text.split(",") if s.strip())
+  stages = cli.comma_list(text)
   unknown = sorted(set(stages) - set(STAGES))
   if not stages or unknown:
     raise argparse.ArgumentTypeError(f"expected some of {','.join(STAGES)}, got {text!r}")

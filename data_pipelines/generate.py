@@ -19,6 +19,7 @@ import ml_collections
 import tqdm
 
 from data_pipelines import dataset, synthetic, worker_lifetime
+from jax_interact import cli
 from jax_interact.errors import InputError
 from jax_interact.streams.episode import Episode
 
@@ -27,7 +28,7 @@ TOKENIZER_VOCAB = 512  # fits every model config (tiny has model.vocab_size = 51
 
 def parse_tasks(text: str) -> tuple[str, ...]:
   """'a,b' -> ('a', 'b'); empty -> all tasks; unknown names raise InputError('--tasks', ...)."""
-  names = tuple(name.strip() for name in text.split(",") if name.strip())
+  names = cli.comma_list(text)
   for name in names:
     if name not in synthetic.TASKS:
       raise InputError("--tasks", f"unknown task {name!r}; expected some of "

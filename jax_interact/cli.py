@@ -47,6 +47,11 @@ def shard(text: str) -> tuple[int, int]:
   return value
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+  """'a, b,' -> ('a', 'b'): the names of a comma-separated argument, blanks dropped."""
+  return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 count = _integer(1, expected="an integer >= 1")
 non_negative = _integer(0, expected="an integer >= 0")
 seed = _integer(0, 2**31 - 1, expected="an integer in [0, 2**31)")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
-from jax_interact import atomic
+from jax_interact import atomic, cli
 from jax_interact.errors import InputError
 from jax_interact.inference import session, trained as trained_lib
 from jax_interact.models import InteractionModel
@@ -111,7 +111,7 @@ def write(out, run: trained_lib.Trained, batch: int, platforms: tuple[str, ...],
 def parse_platforms(text: str | None) -> tuple[str, ...]:
   if not text:
     return (jax.export.default_export_platform(),)
-  platforms = tuple(p.strip() for p in text.split(",") if p.strip())
+  platforms = cli.comma_list(text)
   unknown = [p for p in platforms if p not in bundle.PLATFORMS]
   if unknown or not platforms:
     raise InputError("--platforms", f"got {text!r}, expected a comma-separated subset of "
