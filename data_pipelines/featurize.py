@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from jax_interact.errors import InputError
+from jax_interact.errors import ConfigError, InputError
 from jax_interact.streams import audio, dmel, timing, video
 from jax_interact.streams import tokenizer as tok
 from jax_interact.streams.episode import Episode
@@ -136,8 +136,12 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
   stats = {"n_turns": n_turns, "clamped_model_words": clamped}
   text_groups = layout.groups(token=Token.TEXT)
   for group in text_groups:  # a group no episode field feeds stays empty
-    tracks[group.key], spilled, dropped = place_tokens(
-        items.get(group.key, []), n_turns, layout.count(group.kind), group.empty)
+    group_items, slots = items.get(group.key, []), layout.count(group.kind)
+    if group_items and not slots:
+      raise ConfigError(f"stream.{group.key}_slots",
+                        f"0, but episode {episode.index} ({episode.task}) has {group.key} tokens "
+                        "to place; expected at least 1")
+    tracks[group.key], spilled, dropped = place_tokens(group_items, n_turns, slots, group.empty)
     stats[f"{group.key}_spilled_tokens"] = spilled
     stats[f"{group.key}_dropped_tokens"] = dropped
   stats["spilled_tokens"] = sum(stats[f"{g.key}_spilled_tokens"] for g in text_groups)

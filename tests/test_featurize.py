@@ -5,7 +5,7 @@ import pytest
 
 from data_pipelines import featurize
 from jax_interact.config import defaults
-from jax_interact.errors import InputError
+from jax_interact.errors import ConfigError, InputError
 from jax_interact.streams import timing, video
 from jax_interact.streams import tokenizer as tok
 from jax_interact.streams.episode import Episode, Word
@@ -171,3 +171,14 @@ def test_malformed_event_names_the_field(tokenizer):
   bad = episode(events=[{"type": "delegate", "time_s": 0.5, "result_words": [{"text": "x"}]}])
   with pytest.raises(InputError, match=r"events\[0\]\.result_words\[0\]\.time_s"):
     featurize.featurize_episode(bad, LAYOUT, tokenizer, STREAM)
+
+
+def test_results_with_no_slots_to_hold_them_name_the_config_key(tokenizer):
+  """A delegate's results with stream.bg_slots = 0 used to be dropped without a word (configs
+  derived from the demo's lost them), so the calculator's answer was never seen."""
+  ep = episode(events=[{"type": "delegate", "time_s": 0.5, "task": "q",
+                        "result_words": [{"text": "blue", "time_s": 0.9}]}])
+  stream = defaults().stream
+  stream.bg_slots = 0
+  with pytest.raises(ConfigError, match=r"stream\.bg_slots: 0, but episode 7 \(test\) has bg"):
+    featurize.featurize_episode(ep, Layout.from_config(stream), tokenizer, stream)
