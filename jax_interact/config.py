@@ -131,6 +131,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.train.b1 = 0.9
   c.train.b2 = 0.95
   c.train.clip_norm = 1.0
+  # > 0: keep an exponential moving average of the parameters with this decay (0.999 averages
+  # about the last 1000 steps); the held-out loss, the in-training streaming eval, W/best and
+  # every command that loads a trained run use the average. 0: the parameters as trained.
+  c.train.ema_decay = 0.0
   c.train.grad_accum = 1
   # Seconds after which training stops as if preempted, at a checkpointed step (0: no limit);
   # counted from the start of `train`, featurizing and compiling included.
@@ -253,6 +257,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "train.b1": lambda x: 0 <= x < 1,
     "train.b2": lambda x: 0 <= x < 1,
     "train.clip_norm": _positive,
+    "train.ema_decay": lambda x: 0 <= x < 1,
     "train.grad_accum": _positive,
     "train.feedback_noise": lambda x: 0 <= x <= 1,
     "train.own_feedback": lambda x: 0 <= x <= 1,

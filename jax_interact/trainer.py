@@ -360,13 +360,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                      tokens_per_s=tokens_per_s,
                      mfu=metrics_lib.mfu(flops_per_token * tokens_per_s, peak_total))
         with timer.paused():
+          scored = optimizer.averaged(state, opt_state)
           if held_out and (step % train_config.eval_every_steps == 0 or step == total_steps):
-            results = [jax.device_get(eval_step(state, sharding.shard_batch(b, mesh)))
+            results = [jax.device_get(eval_step(scored, sharding.shard_batch(b, mesh)))
                        for b in held_out]
             row.update({f"eval_{k}": np.mean([r[k] for r in results]) for k in results[0]},
                        step=step)
           if interactivity is not None and interactivity.due(step):
-            interact_row, line = interactivity.evaluate(step, state)
+            interact_row, line = interactivity.evaluate(step, scored)
             row.update(interact_row, step=step)
             log.note(line)
           if row:

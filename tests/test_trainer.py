@@ -8,12 +8,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
-from jax_interact import cli, trainer
+from jax_interact import cli, sharding, trainer
 from jax_interact import config as config_lib
-from jax_interact.training import optimizer
+from jax_interact.inference import trained as trained_lib
+from jax_interact.training import checkpointing, optimizer
 from test_dataset import write_tiny_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -133,3 +135,33 @@ def test_nan_loss_exits_2_and_keeps_last_good_checkpoint(tmp_path):
   restored = run_cli(base)
   assert restored.returncode == 0, restored.stderr[-2000:]
   assert f"resuming from step {STEPS}" in restored.stdout
+
+
+def test_the_parameters_average_trails_them_by_decay_over_one_minus_decay_steps():
+  tx = optimizer.params_average(0.75)
+  params = {"w": jnp.zeros(3)}
+  state = tx.init(params)
+  for _ in range(200):  # the parameters move by 1 a step
+    updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(state.average["w"], params["w"] - 0.75 / 0.25, rtol=1e-5)
+
+
+def test_a_run_with_a_parameters_average_is_loaded_as_that_average(tmp_path):
+  write_tiny_dataset(tmp_path / "data", 3)
+  config = config_lib.load(TINY, [o for o in SMALL if o != "data.source=random"] + [
+      f"data.dir={tmp_path / 'data'}", "data.num_workers=0", "train.steps=4",
+      "checkpoint.every_steps=4", "train.ema_decay=0.9"])
+  trainer.train(config, tmp_path / "w")
+  trained_model = trained_lib.load(tmp_path / "w")
+  mesh = sharding.make_mesh(config.mesh)
+  with sharding.use(mesh, sharding.rules(config, mesh)):
+    state, opt_state = trainer.Program.create(config, mesh).restore(
+        checkpointing.Checkpoints(tmp_path / "w", config.checkpoint), 4)
+  loaded = nnx.state(trained_model.model, nnx.Param)
+  averaged = nnx.split_state(optimizer.averaged(state, opt_state), nnx.Param, ...)[0]
+  trained_params = nnx.split_state(state, nnx.Param, ...)[0]
+  for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(averaged), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert any(not np.allclose(a, r) for a, r in zip(jax.tree.leaves(averaged),
+                                                   jax.tree.leaves(trained_params)))

@@ -16,7 +16,7 @@ from jax_interact.errors import InputError
 from jax_interact.models import BackgroundModel, InteractionModel, build
 from jax_interact.streams import tokenizer
 from jax_interact.streams.tokenizer import Tokenizer
-from jax_interact.training import checkpointing
+from jax_interact.training import checkpointing, optimizer
 
 
 
@@ -34,10 +34,11 @@ RUNTIME_SECTIONS = ("sample", "background")
 
 def load(workdir: str | pathlib.Path, checkpoint: str = checkpointing.LATEST,
          overrides: Sequence[str] = ()) -> Trained:
-  """Loads W/config.json, a checkpoint's model state (on one device) and the tokenizer
-  (W/tokenizer.model, else the training dataset's). `checkpoint`: "latest" (the last periodic
-  checkpoint) or "best" (the best interactivity score during training, W/best). `overrides`
-  (`sample.key=value`, `background.key=value`) change runtime settings, never the model."""
+  """Loads W/config.json, a checkpoint's model state (on one device; the parameters' moving
+  average where training kept one, train.ema_decay) and the tokenizer (W/tokenizer.model, else
+  the training dataset's). `checkpoint`: "latest" (the last periodic checkpoint) or "best" (the
+  best interactivity score during training, W/best). `overrides` (`sample.key=value`,
+  `background.key=value`) change runtime settings, never the model."""
   workdir = pathlib.Path(workdir)
   config_path = workdir / "config.json"
   if not config_path.is_file():
@@ -67,10 +68,17 @@ def load(workdir: str | pathlib.Path, checkpoint: str = checkpointing.LATEST,
   if not tokenizer_path.is_file():
     tokenizer_path = pathlib.Path(config.data.dir) / tokenizer.FILENAME
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(config, nnx.Rngs(0))))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  on_device = lambda tree: checkpointing.abstract_like(
+      tree, jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), tree))
   try:
-    state = checkpoints.restore_model_state(step, checkpointing.abstract_like(
-        abstract, jax.tree.map(lambda _: device, abstract)))
+    if checkpoint == checkpointing.LATEST and config.train.ema_decay:
+      # The parameters' average lives in the optimizer state; W/best holds it as the model.
+      params = nnx.split_state(abstract, nnx.Param, ...)[0]
+      abstract_opt = jax.eval_shape(optimizer.make_optimizer(config.train).init, params)
+      state = optimizer.averaged(*checkpoints.restore(step, on_device(abstract),
+                                                      on_device(abstract_opt)))
+    else:
+      state = checkpoints.restore_model_state(step, on_device(abstract))
   finally:
     checkpoints.close()
   return Trained(config, nnx.merge(graphdef, state), Tokenizer.load(tokenizer_path), step)

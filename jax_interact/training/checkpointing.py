@@ -1,12 +1,14 @@
 """Orbax checkpoints of one run: model state, optimizer state, data iterator and config.
 
-`W/checkpoints/<step>/` holds the items `state`, `opt_state`, `config` and, when training reads
-a dataset, `data` (the Grain iterator state, one file per process). `W/best/<step>/` holds the
-model state of the step that scored best in the interactivity evaluation during training. Orbax writes each step to a
-temporary directory and renames it when complete, so a killed run never leaves a half-written
-checkpoint behind; restarting in the same workdir resumes from the latest one. A checkpoint whose
-files fail to read (truncated or corrupted since) raises `Unreadable`, naming the step and the
-file; `set_aside` moves it to `W/unreadable_checkpoints/<step>` so an earlier one can serve.
+`W/checkpoints/<step>/` holds the items `state`, `opt_state`, `config` and, when training reads a
+dataset, `data` (the Grain iterator state, one file per process; with train.ema_decay, the optimizer
+state holds the parameters' moving average). `W/best/<step>/` holds the model state (the average,
+where there is one) of the step that scored best in the interactivity evaluation during training.
+Orbax writes each step to a temporary directory and renames it when complete, so a killed run never
+leaves a half-written checkpoint behind; restarting in the same workdir resumes from the latest one.
+A checkpoint whose files fail to read (truncated or corrupted since) raises `Unreadable`, naming the
+step and the file; `set_aside` moves it to `W/unreadable_checkpoints/<step>` so an earlier one can
+serve.
 """
 
 from __future__ import annotations

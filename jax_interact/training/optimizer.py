@@ -1,6 +1,9 @@
-"""AdamW with linear warmup, cosine decay, global-norm clipping and decay on matrices only."""
+"""AdamW with linear warmup, cosine decay, global-norm clipping and decay on matrices only, and
+optionally a moving average of the parameters it produces."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +40,46 @@ def decay_mask(params: nnx.State):
   return jax.tree.map(is_matrix, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+class AveragedParams(NamedTuple):
+  """State of `params_average`: the average and how many updates it has seen."""
+  average: optax.Params
+  count: jax.Array
+
+
+def params_average(decay: float) -> optax.GradientTransformation:
+  """Keeps an exponential moving average of the parameters after each update and passes the
+  updates on unchanged; the last link of a chain, so it sees the final updates. Its decay is
+  min(decay, (1 + t) / (10 + t)) at update t, so the first updates are not averaged with the
+  initial parameters at full weight."""
+
+  def init(params):
+    return AveragedParams(jax.tree.map(jnp.asarray, params), jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params):
+    t = state.count.astype(jnp.float32)
+    keep = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+    new_params = optax.apply_updates(params, updates)
+    average = jax.tree.map(lambda a, p: (keep * a + (1.0 - keep) * p).astype(a.dtype),
+                           state.average, new_params)
+    return updates, AveragedParams(average, state.count + 1)
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(train_config) -> optax.GradientTransformation:
-  return optax.chain(
-      optax.clip_by_global_norm(train_config.clip_norm),
-      optax.adamw(learning_rate(train_config), b1=train_config.b1, b2=train_config.b2,
-                  weight_decay=train_config.weight_decay, mask=decay_mask),
-  )
+  links = [optax.clip_by_global_norm(train_config.clip_norm),
+           optax.adamw(learning_rate(train_config), b1=train_config.b1, b2=train_config.b2,
+                       weight_decay=train_config.weight_decay, mask=decay_mask)]
+  if train_config.ema_decay:
+    links.append(params_average(train_config.ema_decay))
+  return optax.chain(*links)
+
+
+def averaged(state: nnx.State, opt_state) -> nnx.State:
+  """`state` with the parameters' moving average in place of the parameters, where the
+  optimizer keeps one (train.ema_decay > 0); `state` itself otherwise."""
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, AveragedParams))
+           if isinstance(s, AveragedParams)]
+  if not found:
+    return state
+  return nnx.merge_state(found[0].average, nnx.split_state(state, nnx.Param, ...)[1])
