@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/jax-interact demo --out out/demo
 
 recipe: $(STAMP)
-	$(BIN)/python benchmarks/recipe.py --out out/recipe
+	$(BIN)/python benchmarks/recipe.py --out out/recipe --checkpoint latest
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal tests
