@@ -1,6 +1,6 @@
 """Resuming: a run killed (SIGKILL) or preempted (SIGTERM) and started again logs, bit for bit,
-the losses of an unbroken run; an unreadable checkpoint is named in one line and training falls
-back to the one before."""
+the losses of an unbroken run (and the held-out loss of its parameters' moving average); an
+unreadable checkpoint is named in one line and training falls back to the one before."""
 
 import signal
 import subprocess
@@ -24,7 +24,9 @@ def committed_steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
-OVERRIDES = SMALL + ["checkpoint.every_steps=2"]
+# The held-out loss is of the parameters' moving average, which resuming must restore too.
+OVERRIDES = SMALL + ["checkpoint.every_steps=2", "train.ema_decay=0.5", "train.eval_batches=1",
+                     f"train.eval_every_steps={STEPS // 2}"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,9 @@ def test_stopped_run_resumes_bit_for_bit(unbroken, tmp_path, stop):
   assert [row["step"] for row in rows] == list(range(1, STEPS + 1))
   assert [row["loss"] for row in rows] == [row["loss"] for row in unbroken]
   assert [row["grad_norm"] for row in rows] == [row["grad_norm"] for row in unbroken]
+  held_out = [(row["step"], row["eval_loss"]) for row in rows if "eval_loss" in row]
+  assert held_out == [(r["step"], r["eval_loss"]) for r in unbroken if "eval_loss" in r]
+  assert [step for step, _ in held_out] == [STEPS // 2, STEPS]
 
 
 def test_an_unreadable_checkpoint_is_named_and_training_resumes_from_the_one_before(tmp_path,
