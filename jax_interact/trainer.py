@@ -181,7 +181,7 @@ class Program:
     model = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(config.seed)))
     graphdef, abstract_state = nnx.split(model)
     tx = optimizer.make_optimizer(config.train)
-    abstract_opt_state = jax.eval_shape(tx.init, _params(abstract_state))
+    abstract_opt_state = optimizer.abstract_opt_state(config.train, abstract_state)
     sharding.check_divisible(config, mesh, sharding.variable_shapes(abstract_state))
     return cls(config, mesh, graphdef, tx, abstract_state, abstract_opt_state,
                sharding.state_shardings(abstract_state, mesh),
@@ -192,7 +192,7 @@ class Program:
     config = self.config
     build = lambda: nnx.split(models.build(config, nnx.Rngs(config.seed)))[1]
     state = jax.jit(build, out_shardings=self.state_shardings)()
-    return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(_params(state))
+    return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(optimizer.params(state))
 
   def restore(self, checkpoints: checkpointing.Checkpoints, step: int, data_iterator=None):
     """(state, opt_state) of checkpoint `step`, refusing a model of another shape."""
@@ -242,10 +242,6 @@ class Program:
                                     seed=self.config.seed)
     return jax.jit(step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
                    out_shardings=NamedSharding(self.mesh, P()))
-
-
-def _params(state: nnx.State) -> nnx.State:
-  return nnx.split_state(state, nnx.Param, ...)[0]
 
 
 def check_batch_divides(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
@@ -360,14 +356,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                      tokens_per_s=tokens_per_s,
                      mfu=metrics_lib.mfu(flops_per_token * tokens_per_s, peak_total))
         with timer.paused():
-          scored = optimizer.averaged(state, opt_state)
           if held_out and (step % train_config.eval_every_steps == 0 or step == total_steps):
+            scored = optimizer.averaged(state, opt_state)
             results = [jax.device_get(eval_step(scored, sharding.shard_batch(b, mesh)))
                        for b in held_out]
             row.update({f"eval_{k}": np.mean([r[k] for r in results]) for k in results[0]},
                        step=step)
           if interactivity is not None and interactivity.due(step):
-            interact_row, line = interactivity.evaluate(step, scored)
+            interact_row, line = interactivity.evaluate(step, optimizer.averaged(state, opt_state))
             row.update(interact_row, step=step)
             log.note(line)
           if row:

@@ -73,8 +73,7 @@ def load(workdir: str | pathlib.Path, checkpoint: str = checkpointing.LATEST,
   try:
     if checkpoint == checkpointing.LATEST and config.train.ema_decay:
       # The parameters' average lives in the optimizer state; W/best holds it as the model.
-      params = nnx.split_state(abstract, nnx.Param, ...)[0]
-      abstract_opt = jax.eval_shape(optimizer.make_optimizer(config.train).init, params)
+      abstract_opt = optimizer.abstract_opt_state(config.train, abstract)
       state = optimizer.averaged(*checkpoints.restore(step, on_device(abstract),
                                                       on_device(abstract_opt)))
     else:

@@ -75,11 +75,20 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
   return optax.chain(*links)
 
 
+def params(state: nnx.State) -> nnx.State:
+  """The part of a model state the optimizer updates."""
+  return nnx.split_state(state, nnx.Param, ...)[0]
+
+
+def abstract_opt_state(train_config, abstract_state: nnx.State):
+  """Shapes and dtypes of the optimizer state for a model state's shapes."""
+  return jax.eval_shape(make_optimizer(train_config).init, params(abstract_state))
+
+
 def averaged(state: nnx.State, opt_state) -> nnx.State:
   """`state` with the parameters' moving average in place of the parameters, where the
-  optimizer keeps one (train.ema_decay > 0); `state` itself otherwise."""
-  found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, AveragedParams))
-           if isinstance(s, AveragedParams)]
-  if not found:
+  optimizer keeps one (train.ema_decay > 0: the last link of its chain); `state` otherwise."""
+  last = opt_state[-1]
+  if not isinstance(last, AveragedParams):
     return state
-  return nnx.merge_state(found[0].average, nnx.split_state(state, nnx.Param, ...)[1])
+  return nnx.merge_state(last.average, nnx.split_state(state, nnx.Param, ...)[1])
