@@ -10,7 +10,9 @@ Runs the same commands a user would (`data generate` once, then cached; `train`;
 writes OUT/recipe.json: for every target of TARGETS, the model's value, both baselines' values,
 the target and whether the model met it; for every family it trained on, whether its quiet
 intervals were kept (violation rate at most QUIET_BAR) and whether it beat each baseline (a
-higher score or, on a tie, a lower p50 latency); and the time of each stage. With `--eval-data`
+higher score or, on a tie, a lower p50 latency, with the share of episodes in which the
+turn-based gate changed anything: at 0 that baseline is the model itself and cannot be beaten);
+and the time of each stage. With `--eval-data`
 the evaluation plays the validation split of that dataset (generate it with a seed the recipe
 never trains on); by default, the recipe's own stratified validation split. A rerun in the same
 OUT resumes training from its last checkpoint, so the train time then covers only the remaining
@@ -75,7 +77,9 @@ def families(report: dict, trained: tuple[str, ...]) -> list[dict]:
                  "quiet_violation_rate": quiet,
                  "quiet_met": quiet is None or quiet <= QUIET_BAR,
                  **{f"beats_{name}": bool(model) and beats(model, system.get(family, {}), family)
-                    for name, system in report["baselines"].items()}})
+                    for name, system in report["baselines"].items()},
+                 "turn_based_gate_changed":
+                     report["baselines"]["turn_based"].get(family, {}).get("gate_changed")})
   return rows
 
 
@@ -157,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{r['family'] + '.' + r['metric']:<30} {r['target']:>7} {_fmt(r['model']):>7} "
           f"{_fmt(r['silent']):>7} {_fmt(r['turn_based']):>10}  {'yes' if r['met'] else 'no'}")
   print(f"\n{'family':<16} {'score':>6} {'quiet viol.':>11} {'beats silent':>12} "
-        f"{'beats turn-based':>16}")
+        f"{'beats turn-based':>16} {'gate changed':>12}")
   for r in result["families"]:
     print(f"{r['family']:<16} {_fmt(r['score']):>6} {_fmt(r['quiet_violation_rate']):>11} "
-          f"{str(r['beats_silent']):>12} {str(r['beats_turn_based']):>16}")
+          f"{str(r['beats_silent']):>12} {str(r['beats_turn_based']):>16} "
+          f"{_fmt(r['turn_based_gate_changed']):>12}")
   print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
   print(f"every bar met: {result['all_met']}; wrote {out / 'recipe.json'}")
   return 0

@@ -44,15 +44,18 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   for name, system in report["baselines"].items():
     assert set(system) == families | {"overall"}
     for family in families | {"overall"}:
-      # Only the model has teacher-forced diagnostics; every other metric is in all columns.
+      # Only the model has teacher-forced diagnostics and only the gate's baseline says whether
+      # it changed anything; every other metric is in all columns.
       model_metrics = {k for k in report[family] if not k.startswith("tf_")}
-      assert set(system[family]) == model_metrics, (name, family)
+      gate = {"gate_changed"} if name == "turn_based" and family != "overall" else set()
+      assert set(system[family]) == model_metrics | gate, (name, family)
   for family in families:
     assert {"tf_start_accuracy", "tf_word_accuracy", "free_start_accuracy",
             "free_quiet_accuracy", "words_without_voice", "voice_without_words"} <= set(
                 report[family])
     assert 0.0 <= report[family]["tf_word_accuracy"] <= 1.0
     assert report["baselines"]["silent"][family]["free_start_accuracy"] == 0.0
+    assert report["baselines"]["turn_based"][family]["gate_changed"] in (0.0, 1.0)
   assert report["baselines"]["silent"]["turn_taking"]["score"] == 0.0
   assert report["overall"]["mel_l1"] > 0 and report["meta"]["episodes"] == 2
   assert report["meta"]["episodes_per_family"] == {"delegate": 1, "turn_taking": 1}

@@ -178,6 +178,24 @@ def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tok
     assert all(not (lo - baselines.GATE_SILENCE_S + 1e-9 < s_hi <= lo) for _, s_hi in speech)
   said = [w.text for w in transcripts.from_outputs(early, layout, tokenizer).words]
   assert [w.text for w in heard.words] == said  # held and released in order, nothing lost
+  assert baselines.gate_changed(early, gated)
+
+
+@pytest.mark.parametrize("task, any_changed", [("rep_count", False), ("visual_cue", False),
+                                                ("start_stop", False), ("turn_taking", True)])
+def test_where_the_user_is_silent_before_each_response_the_gate_changes_nothing(
+    tokenizer, task, any_changed):
+  """A count, a cue's answer or a start/stop call is due at least 0.8 s after the user's
+  instruction ends, so the reference passes the turn-based gate unchanged: in those families
+  that baseline is the model itself, and even a model as good as the reference only ties with
+  it. Replies within 0.6 s of a question are held (turn_taking)."""
+  changed = []
+  for index in range(4):
+    episode = synthetic.generate_episode(task, index, 3)
+    _, outputs = _reference_outputs(episode, tokenizer)
+    gated = baselines.turn_based(outputs, transcripts.user_speech_s(episode), CHUNK_MS)
+    changed.append(baselines.gate_changed(outputs, gated))
+  assert any(changed) == any_changed
 
 
 def test_teacher_forced_word_accuracy_counts_the_reference_words_only():

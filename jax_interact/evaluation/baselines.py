@@ -73,6 +73,15 @@ def turn_based(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcript
   return gated
 
 
+def gate_changed(outputs: Sequence[TurnOutput], gated: Sequence[TurnOutput]) -> bool:
+  """Whether the gate changed what the user hears in any micro-turn of an episode. In a family
+  where it changed nothing in any episode, the turn-based baseline is the model itself there:
+  their scores and latencies tie, and no model can beat it."""
+  return any(not (np.array_equal(out.text_out, heard.text_out)
+                  and np.array_equal(out.audio_out, heard.audio_out))
+             for out, heard in zip(outputs, gated, strict=True))
+
+
 def _play(now: TurnOutput, played: TurnOutput | None) -> TurnOutput:
   """`now` with the speech of `played` (silence when None) in its model text and audio slots."""
   if played is None:

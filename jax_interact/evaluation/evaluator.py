@@ -108,6 +108,8 @@ class Evaluator:
                                        np.stack([o.audio_out for o in streamed]))
         obs.update(diagnostics.decision_accuracy(speak_T, speak_T, episode.annotations,
                                                  chunk_ms, "free_"))
+        if system == "turn_based":
+          obs["gate_changed"] = [float(baselines.gate_changed(outputs, gated))]
         observed[system].setdefault(episode.task, []).append(obs)
       family_strips = strips.setdefault(episode.task, [])
       if len(family_strips) < report.STRIPS_PER_FAMILY:
