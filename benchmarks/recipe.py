@@ -1,7 +1,8 @@
 """The recipe that learns the graded task families: generate, train, evaluate, check targets.
 
     python benchmarks/recipe.py [--config configs/recipe_cpu.py] [--out out/recipe]
-                                [--eval-data DIR]   # held-out episodes of another seed
+                                [--heldout-seed 12]   # also score episodes of a seed never trained on
+                                [--eval-data DIR]   # score DIR's validation split instead of the own
                                 [--config.train.steps=N ...]   # overrides for `train`
                                 [--stages eval]   # score OUT/train as it is, without training
     python benchmarks/record.py out/recipe/recipe.json --command "python benchmarks/recipe.py"
@@ -12,9 +13,10 @@ the target and whether the model met it; for every family it trained on, whether
 intervals were kept (violation rate at most QUIET_BAR) and whether it beat each baseline (a
 higher score or, on a tie, a lower p50 latency, with the share of episodes in which the
 turn-based gate changed anything: at 0 that baseline is the model itself and cannot be beaten);
-and the time of each stage. With `--eval-data`
-the evaluation plays the validation split of that dataset (generate it with a seed the recipe
-never trains on); by default, the recipe's own stratified validation split. A rerun in the same
+and the time of each stage. It scores the recipe's own stratified validation split (or, with
+`--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
+`--eval-episodes` episodes of a dataset generated with `--heldout-seed` (default 12, never trained
+on; OUT/heldout_seed12) into OUT/eval_seed12 and OUT/recipe_seed12.json, judged the same way. A rerun in the same
 OUT resumes training from its last checkpoint, so the train time then covers only the remaining
 steps; `--stages train` stops before the evaluation and `--stages eval` scores the checkpoint
 OUT/train holds (one stopped by train.time_limit_s, say) without training on.
@@ -32,7 +34,7 @@ import time
 from data_pipelines.generate import parse_tasks
 from jax_interact import atomic, cli
 from jax_interact import config as config_lib
-from jax_interact.demo import generate_once, stage
+from jax_interact.demo import generate_heldout, generate_once, stage
 from jax_interact.evaluation.report import beats
 
 GRADED_TASKS = ("turn_taking", "pause_handling", "interruption", "rep_count", "time_speak",
@@ -128,14 +130,18 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
+  parser.add_argument("--heldout-seed", type=_heldout_seed, default=12,
+                      help="also score episodes of this seed, never trained on ('none': skip)")
   parser.add_argument("--stages", type=_stages, default=STAGES,
                       help=f"which of {','.join(STAGES)} to run (default both)")
   argv, overrides = cli.split_overrides(argv)
   args = parser.parse_args(argv)
+  if args.heldout_seed == args.seed:
+    parser.error(f"--heldout-seed {args.heldout_seed} is the seed the recipe trains on")
 
   start = time.perf_counter()
   out = pathlib.Path(args.out)
-  data, workdir, eval_dir = out / "data", out / "train", out / "eval"
+  data, workdir = out / "data", out / "train"
   config_path = str(config_lib.resolve(args.config))
   times = {}
   generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
@@ -146,17 +152,35 @@ def main(argv: list[str] | None = None) -> int:
         f"--config.data.dir={data}", *overrides])
   if "eval" not in args.stages:
     return 0
-  times["eval"] = stage("evaluate on held-out episodes", [
-      "eval", "--workdir", str(workdir), "--data", str(args.eval_data or data),
-      "--out", str(eval_dir), "--max-episodes", str(args.eval_episodes),
-      "--batch", str(args.eval_batch), "--checkpoint", args.checkpoint])
-  times["total"] = time.perf_counter() - start
-
   trained = parse_tasks(args.tasks)
-  result = summarize(json.loads((eval_dir / "report.json").read_text()), times, trained)
-  atomic.write_json(out / "recipe.json", result)
+  evaluations = {"": ["--data", str(args.eval_data or data),
+                      "--max-episodes", str(args.eval_episodes)]}
+  if args.heldout_seed is not None:
+    evaluations[f"_seed{args.heldout_seed}"] = generate_heldout(
+        out / f"heldout_seed{args.heldout_seed}", times, args.heldout_seed, trained,
+        args.eval_episodes)
+  for suffix, scored in evaluations.items():
+    eval_dir = out / f"eval{suffix}"
+    times[f"eval{suffix}"] = stage(f"evaluate on held-out episodes ({' '.join(scored)})", [
+        "eval", "--workdir", str(workdir), *scored, "--out", str(eval_dir),
+        "--batch", str(args.eval_batch), "--checkpoint", args.checkpoint])
+  times["total"] = time.perf_counter() - start
+  for suffix in evaluations:
+    result = summarize(json.loads((out / f"eval{suffix}" / "report.json").read_text()), times,
+                       trained)
+    atomic.write_json(out / f"recipe{suffix}.json", result)
+    _print(result, out / f"recipe{suffix}.json")
+  print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+  return 0
 
-  print(f"\n{'target':<30} {'bar':>7} {'model':>7} {'silent':>7} {'turn_based':>10}  met")
+
+def _heldout_seed(text: str) -> int | None:
+  return None if text == "none" else cli.seed(text)
+
+
+def _print(result: dict, path: pathlib.Path) -> None:
+  print(f"\n{result['eval_data']}, {result['eval_episodes']} episodes")
+  print(f"{'target':<30} {'bar':>7} {'model':>7} {'silent':>7} {'turn_based':>10}  met")
   for r in result["targets"]:
     print(f"{r['family'] + '.' + r['metric']:<30} {r['target']:>7} {_fmt(r['model']):>7} "
           f"{_fmt(r['silent']):>7} {_fmt(r['turn_based']):>10}  {'yes' if r['met'] else 'no'}")
@@ -166,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{r['family']:<16} {_fmt(r['score']):>6} {_fmt(r['quiet_violation_rate']):>11} "
           f"{str(r['beats_silent']):>12} {str(r['beats_turn_based']):>16} "
           f"{_fmt(r['turn_based_gate_changed']):>12}")
-  print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
-  print(f"every bar met: {result['all_met']}; wrote {out / 'recipe.json'}")
-  return 0
+  print(f"every bar met: {result['all_met']}; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,18 @@ def generate_once(data: pathlib.Path, timings: dict[str, float], *args: str,
                             ["data", "generate", "--out", str(data), *args])
 
 
+def generate_heldout(eval_data: pathlib.Path, timings: dict[str, float], seed: int,
+                     tasks: tuple[str, ...], episodes: int) -> list[str]:
+  """Generates (once) a dataset of `seed` whose train split holds at least `episodes` episodes of
+  `tasks`, and returns the `eval` arguments that score `episodes` of them. A dataset made only to
+  be scored is scored on its train split: all but every VALIDATION_EVERY-th episode of a family."""
+  every = dataset.VALIDATION_EVERY
+  count = math.ceil(episodes * every / (every - 1)) + len(tasks)
+  generate_once(eval_data, timings, "--episodes", str(count), "--seed", str(seed),
+                "--tasks", ",".join(tasks), timing="generate_eval")
+  return ["--data", str(eval_data), "--split", "train", "--max-episodes", str(episodes)]
+
+
 def train_time_limit(minutes: int, elapsed_s: float) -> float:
   """train.time_limit_s that leaves AFTER_TRAINING_S of a `minutes` budget, `elapsed_s` of it
   spent (0: no budget); at least a minute, so a model is always trained."""
@@ -73,15 +85,9 @@ def main(args) -> int:
       "train", "--config", str(CONFIG), "--workdir", str(workdir),
       f"--config.data.dir={data}", f"--config.train.steps={steps}",
       f"--config.train.time_limit_s={time_limit_s:.0f}"])
-  # The scored split is the train split: all but every VALIDATION_EVERY-th episode of a family.
-  every = dataset.VALIDATION_EVERY
-  eval_episodes = math.ceil(args.eval_episodes * every / (every - 1)) + len(TASKS)
-  generate_once(eval_data, timings, "--episodes", str(eval_episodes), "--seed", str(EVAL_SEED),
-                "--tasks", ",".join(TASKS), timing="generate_eval")
+  heldout = generate_heldout(eval_data, timings, EVAL_SEED, TASKS, args.eval_episodes)
   timings["eval"] = stage(f"evaluate on episodes of seed {EVAL_SEED}, never trained on", [
-      "eval", "--workdir", str(workdir), "--data", str(eval_data), "--split", "train",
-      "--out", str(out / "eval"), "--max-episodes", str(args.eval_episodes),
-      "--batch", "16"])
+      "eval", "--workdir", str(workdir), *heldout, "--out", str(out / "eval"), "--batch", "16"])
   manifest = json.loads((data / "manifest.json").read_text())
   episode = manifest["splits"]["validation"][0]
   timings["stream"] = stage(f"stream held-out episode {episode}", [

@@ -1,10 +1,12 @@
 """The recipe's verdict (benchmarks/recipe.py): each target read from report.json and judged."""
 
 import importlib.util
+import json
 import pathlib
 
 import pytest
 
+from jax_interact import config as config_lib
 from jax_interact.evaluation import report as report_lib
 
 spec = importlib.util.spec_from_file_location(
@@ -75,18 +77,39 @@ def test_every_trained_family_must_keep_quiet_and_beat_both_baselines():
 
 def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   """`--stages eval` scores the checkpoint the workdir holds without training on (a run stopped
-  by its time limit would otherwise resume); `--stages train` stops before scoring."""
-  ran = []
+  by its time limit would otherwise resume); `--stages train` stops before scoring. Scoring
+  covers the own validation split and episodes of the held-out seed, each judged in its own
+  recipe*.json; the seed trained on cannot be the held-out one."""
+  ran, heldout = [], []
   monkeypatch.setattr(recipe, "generate_once", lambda *args: None)
-  monkeypatch.setattr(recipe, "stage", lambda title, argv: ran.append(argv[0]) or 1.0)
-  monkeypatch.setattr(recipe, "summarize", lambda *args: {"targets": [], "families": [],
-                                                          "all_met": False})
-  (tmp_path / "eval").mkdir()
-  (tmp_path / "eval" / "report.json").write_text("{}")
-  for stages, expected in (("eval", ["eval"]), ("train", ["train"]),
-                           ("train,eval", ["train", "eval"])):
+  monkeypatch.setattr(recipe, "generate_heldout",
+                      lambda data, times, seed, tasks, episodes: heldout.append(seed) or
+                      ["--data", str(data)])
+  monkeypatch.setattr(recipe, "stage", lambda title, argv: ran.append(argv[:5]) or 1.0)
+  monkeypatch.setattr(recipe, "summarize", lambda report, *args: {
+      "targets": [], "families": [], "all_met": False, "eval_data": report["data"],
+      "eval_episodes": 1})
+  for name, data in (("eval", "own"), ("eval_seed12", "seed 12"), ("eval_seed7", "seed 7")):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "report.json").write_text(json.dumps({"data": data}))
+  evaluate = ["eval", "--workdir", str(tmp_path / "train"), "--data"]
+  train = ["train", "--config", str(config_lib.resolve("configs/recipe_cpu.py")), "--workdir",
+           str(tmp_path / "train")]
+  for stages, expected in (("eval", [evaluate + [str(tmp_path / "data")],
+                                     evaluate + [str(tmp_path / "heldout_seed12")]]),
+                           ("train", [train]),
+                           ("train,eval", [train, evaluate + [str(tmp_path / "data")],
+                                           evaluate + [str(tmp_path / "heldout_seed12")]])):
     ran.clear()
     assert recipe.main(["--out", str(tmp_path), "--stages", stages]) == 0
     assert ran == expected
-  with pytest.raises(SystemExit):
-    recipe.main(["--out", str(tmp_path), "--stages", "generate"])
+  assert json.loads((tmp_path / "recipe_seed12.json").read_text())["eval_data"] == "seed 12"
+  assert json.loads((tmp_path / "recipe.json").read_text())["eval_data"] == "own"
+  ran.clear()
+  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seed", "none"])
+  assert ran == [evaluate + [str(tmp_path / "data")]]
+  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seed", "7"])
+  assert heldout[-1] == 7
+  for argv in (["--stages", "generate"], ["--heldout-seed", "1"]):
+    with pytest.raises(SystemExit):
+      recipe.main(["--out", str(tmp_path), *argv])
