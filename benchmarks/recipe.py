@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
   out = pathlib.Path(args.out)
   data, workdir = out / "data", out / "train"
   config_path = str(config_lib.resolve(args.config))
+  vocab_size = config_lib.load(config_path, [*overrides, f"data.dir={data}"]).model.vocab_size
   times = {}
   generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
-                "--seed", str(args.seed))
+                "--seed", str(args.seed), "--vocab-size", str(vocab_size))
   if "train" in args.stages:
     times["train"] = stage("train", [
         "train", "--config", config_path, "--workdir", str(workdir),

@@ -81,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
                      "episodes holds none; expected fewer parts than episodes")
   start = time.perf_counter()
   manifest = generate_dataset(out, args.episodes, tasks=tasks, seed=args.seed,
-                              workers=args.workers, part=args.shard)
+                              workers=args.workers, vocab_size=args.vocab_size or TOKENIZER_VOCAB,
+                              part=args.shard)
   what = f"part {args.shard[0]} of {args.shard[1]}: " if args.shard else ""
   hint = f"; {dataset.MERGE_HINT}" if args.shard else ""
   print(f"wrote {what}{dataset.summary(manifest)} in {time.perf_counter() - start:.1f} s to "

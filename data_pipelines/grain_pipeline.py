@@ -103,6 +103,11 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   text encoded by `tokenizer` (default: the dataset's)."""
   batch_size = host_batch_size(config)
   dataset.read_manifest(data_dir)  # a bad directory fails here, before any featurizing
+  tokenizer = tokenizer or dataset.load_tokenizer(data_dir)
+  if tokenizer.size > config.model.vocab_size:
+    raise ConfigError("config.model.vocab_size", f"{config.model.vocab_size}, but the tokenizer of "
+                      f"{data_dir} has {tokenizer.size} pieces; expected at least that many "
+                      "(or generate the data with --vocab-size)")
   featurized = features.Features(features.ensure(data_dir, config.stream, split,
                                                  tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))

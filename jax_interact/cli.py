@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=seed, default=0)
   p.add_argument("--workers", type=non_negative, default=0,
                  help="processes (default 0: all cores)")
+  p.add_argument("--vocab-size", type=count, help="the tokenizer's pieces at most (default 512, "
+                 "which every shipped config's model.vocab_size holds)")
   p.add_argument("--shard", type=shard, help="I/N: write only part I (0-based) of N, to join "
                  "with the others by `data merge`")
   p.set_defaults(run="data_pipelines.generate:main")

@@ -2,7 +2,7 @@
 
 import json
 
-from data_pipelines import synthetic
+from data_pipelines import dataset, synthetic
 from jax_interact import cli
 from test_dataset import write_tiny_dataset
 
@@ -66,3 +66,23 @@ def test_generate_in_parts_then_merge(tmp_path, capsys):
   assert manifest["stats"]["episodes"] == 2
   assert cli.main(["data", "inspect", str(tmp_path / "ds"), "--index", "1",
                    "--json", str(tmp_path / "d.json")]) == 0
+
+
+def test_a_larger_vocabulary_makes_every_number_one_piece_and_needs_a_model_that_holds_it(
+    tmp_path, capsys):
+  """`--vocab-size 2048` gives every number a delegate can say (up to 30 times 30) and every word
+  its own piece; a model whose vocabulary is smaller refuses the data, naming the key."""
+  out = tmp_path / "ds"
+  assert cli.main(["data", "generate", "--out", str(out), "--episodes", "2", "--tasks",
+                   "turn_taking", "--workers", "1", "--vocab-size", "2048"]) == 0
+  tokenizer = dataset.load_tokenizer(out)
+  assert json.loads((out / "manifest.json").read_text())["stats"]["tokenizer_size"] == 2048
+  assert all(len(tokenizer.encode(str(n))) == 1 for n in range(30 * 30 + 1))
+  assert all(len(tokenizer.encode(word)) == 1
+             for line in synthetic.vocabulary() for word in line.split())
+  capsys.readouterr()
+  assert cli.main(["train", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "run"),
+                   f"--config.data.dir={out}", "--config.train.steps=1",
+                   "--config.data.batch_size=8"]) == 2
+  assert "model.vocab_size: 512, but the tokenizer" in capsys.readouterr().err
+  assert list((tmp_path / "run").iterdir()) == []
