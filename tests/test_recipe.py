@@ -7,6 +7,7 @@ import pathlib
 import pytest
 
 from jax_interact import config as config_lib
+from jax_interact.demo import generate_heldout
 from jax_interact.evaluation import report as report_lib
 
 spec = importlib.util.spec_from_file_location(
@@ -113,3 +114,17 @@ def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   for argv in (["--stages", "generate"], ["--heldout-seed", "1"]):
     with pytest.raises(SystemExit):
       recipe.main(["--out", str(tmp_path), *argv])
+
+
+def test_a_held_out_seed_dataset_holds_the_episodes_asked_for_in_its_scored_split(tmp_path):
+  """The demo's and the recipe's never-trained-on episodes: generated once, scored on the train
+  split, which must hold `episodes` of every family's share."""
+  times = {}
+  data = tmp_path / "heldout"
+  args = generate_heldout(data, times, 5, ("turn_taking", "pause_handling"), 10)
+  assert args == ["--data", str(data), "--split", "train", "--max-episodes", "10"]
+  splits = json.loads((data / "manifest.json").read_text())["stats"]["split_sizes"]
+  assert splits["train"] >= 10 and "generate_eval" in times
+  again = {}
+  generate_heldout(data, again, 5, ("turn_taking", "pause_handling"), 10)
+  assert again == {}  # cached
