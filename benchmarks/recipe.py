@@ -1,8 +1,8 @@
 """The recipe that learns the graded task families: generate, train, evaluate, check targets.
 
     python benchmarks/recipe.py [--config configs/recipe_cpu.py] [--out out/recipe]
-                                [--heldout-seed 12]   # also score episodes of a seed never trained on
-                                [--eval-data DIR]   # score DIR's validation split instead of the own
+                                [--heldout-seed 12]   # also score a seed never trained on
+                                [--eval-data DIR]   # score DIR's validation split, not its own
                                 [--config.train.steps=N ...]   # overrides for `train`
                                 [--stages eval]   # score OUT/train as it is, without training
     python benchmarks/record.py out/recipe/recipe.json --command "python benchmarks/recipe.py"
@@ -16,10 +16,10 @@ turn-based gate changed anything: at 0 that baseline is the model itself and can
 and the time of each stage. It scores the recipe's own stratified validation split (or, with
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
 `--eval-episodes` episodes of a dataset generated with `--heldout-seed` (default 12, never trained
-on; OUT/heldout_seed12) into OUT/eval_seed12 and OUT/recipe_seed12.json, judged the same way. A rerun in the same
-OUT resumes training from its last checkpoint, so the train time then covers only the remaining
-steps; `--stages train` stops before the evaluation and `--stages eval` scores the checkpoint
-OUT/train holds (one stopped by train.time_limit_s, say) without training on.
+on; OUT/heldout_seed12) into OUT/eval_seed12 and OUT/recipe_seed12.json, judged the same way. A
+rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
+only the remaining steps; `--stages train` stops before the evaluation and `--stages eval` scores
+the checkpoint OUT/train holds (one stopped by train.time_limit_s, say) without training on.
 """
 
 from __future__ import annotations
