@@ -192,7 +192,8 @@ class Program:
     config = self.config
     build = lambda: nnx.split(models.build(config, nnx.Rngs(config.seed)))[1]
     state = jax.jit(build, out_shardings=self.state_shardings)()
-    return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(optimizer.params(state))
+    params = optimizer.split_params(state)[0]
+    return state, jax.jit(self.tx.init, out_shardings=self.opt_shardings)(params)
 
   def restore(self, checkpoints: checkpointing.Checkpoints, step: int, data_iterator=None):
     """(state, opt_state) of checkpoint `step`, refusing a model of another shape."""

@@ -75,14 +75,14 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
   return optax.chain(*links)
 
 
-def params(state: nnx.State) -> nnx.State:
-  """The part of a model state the optimizer updates."""
-  return nnx.split_state(state, nnx.Param, ...)[0]
+def split_params(state: nnx.State) -> tuple[nnx.State, nnx.State]:
+  """(the part of a model state the optimizer updates, the rest)."""
+  return nnx.split_state(state, nnx.Param, ...)
 
 
 def abstract_opt_state(train_config, abstract_state: nnx.State):
   """Shapes and dtypes of the optimizer state for a model state's shapes."""
-  return jax.eval_shape(make_optimizer(train_config).init, params(abstract_state))
+  return jax.eval_shape(make_optimizer(train_config).init, split_params(abstract_state)[0])
 
 
 def averaged(state: nnx.State, opt_state) -> nnx.State:
@@ -91,4 +91,4 @@ def averaged(state: nnx.State, opt_state) -> nnx.State:
   last = opt_state[-1]
   if not isinstance(last, AveragedParams):
     return state
-  return nnx.merge_state(last.average, nnx.split_state(state, nnx.Param, ...)[1])
+  return nnx.merge_state(last.average, split_params(state)[1])

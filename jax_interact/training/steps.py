@@ -14,6 +14,7 @@ import optax
 from flax import nnx
 
 from jax_interact import sharding
+from jax_interact.training import optimizer
 
 # loss_fn(model, batch, rng) -> (loss, metrics: dict of scalars)
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -49,7 +50,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
   """
 
   def train_step(state: nnx.State, opt_state, batch: dict, step: jax.Array):
-    params, rest = nnx.split_state(state, nnx.Param, ...)
+    params, rest = optimizer.split_params(state)
 
     def loss_of(params, micro_batch, rng):
       return loss_fn(nnx.merge(graphdef, params, rest), micro_batch, rng)
