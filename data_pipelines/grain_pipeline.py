@@ -39,15 +39,19 @@ Batch = dict[str, np.ndarray]
 
 
 class SampleWindow(grain.transforms.RandomMap):
-  """Episode index -> one random window of its featurized micro-turns (picklable for workers)."""
+  """Episode index -> one random window of its featurized micro-turns (picklable for workers):
+  with probability `first_share` the episode's first, else one starting uniformly at random."""
 
-  def __init__(self, episodes: features.Features, window: int):
+  def __init__(self, episodes: features.Features, window: int, first_share: float = 0.0):
     self._episodes = episodes
     self._window = window
+    self._first_share = first_share
 
   def random_map(self, i: int, rng: np.random.Generator) -> Batch:
     last_start = max(self._episodes.num_turns(i) - self._window, 0)
     start = int(rng.integers(0, last_start + 1))
+    if self._first_share and rng.random() < self._first_share:
+      start = 0
     return self._episodes.window(i, start, self._window)
 
 
@@ -111,8 +115,8 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   featurized = features.Features(features.ensure(data_dir, config.stream, split,
                                                  tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))
-  sample = SampleWindow(featurized, config.data.window)
   if train:
+    sample = SampleWindow(featurized, config.data.window, config.data.first_window_share)
     mine = range(len(featurized))[jax.process_index()::jax.process_count()]
     if len(mine) == 0:
       raise InputError(f"{data_dir}", f"split {split!r} has {len(episodes)} episodes, fewer "
@@ -122,7 +126,8 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
     windows = grain.MapDataset.source(epoch).shuffle(seed).repeat(None).random_map(sample,
                                                                                    seed=seed)
   else:
-    windows = _eval_windows(episodes, sample, seed, batch_size)
+    windows = _eval_windows(episodes, SampleWindow(featurized, config.data.window), seed,
+                            batch_size)
   batches = windows.batch(batch_size, drop_remainder=True)
   # Threads overlap featurization of the windows of a batch (numpy releases the GIL).
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=config.data.prefetch)

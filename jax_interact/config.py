@@ -56,6 +56,9 @@ def defaults() -> ml_collections.ConfigDict:
   # Training windows drawn per epoch from each episode of a task, "task:n,task:n" (tasks not
   # named: 1; 0 leaves a task out): a family mix other than the dataset's, without new data.
   c.data.task_repeats = ""
+  # Share of training windows that start at an episode's first micro-turn, where its request is
+  # (the rest start anywhere, uniformly); 0: all uniform.
+  c.data.first_window_share = 0.0
   c.data.seq_len = 256  # background LM (model.kind "background"): tokens per training sequence
 
   # Interaction model (SPEC §4).
@@ -213,6 +216,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "data.batch_size": _positive,
     "data.num_workers": _non_negative,
     "data.prefetch": _positive,
+    "data.first_window_share": lambda x: 0 <= x <= 1,
     "data.seq_len": _positive,
     "model.kind": _one_of(*registry.KINDS),
     "model.vocab_size": _positive,

@@ -182,6 +182,22 @@ def test_task_repeats_set_how_often_an_epoch_draws_from_each_task(data_dir):
       assert any(np.array_equal(window, other) for other in delegate_windows)
 
 
+def test_first_window_share_sets_how_many_training_windows_start_at_the_request(data_dir):
+  """An episode's request is at its start: `data.first_window_share` of the training windows
+  begin there, the rest anywhere; held-out windows are drawn as without it."""
+  def starts(share, split="train", train=True):
+    config = small_config()
+    config.data.first_window_share = share
+    iterator = grain_pipeline.make_iterator(config, data_dir, split, seed=0, train=train)
+    return np.concatenate([batch["turn"][:, 0] for batch in take(iterator, 8 if train else 1)])
+
+  uniform, half, first = starts(0.0), starts(0.5), starts(1.0)
+  assert (first == 0).all()
+  assert (uniform == 0).sum() < (half == 0).sum() < len(half)
+  np.testing.assert_array_equal(starts(1.0, "validation", False),
+                                starts(0.0, "validation", False))
+
+
 @pytest.mark.parametrize("repeats, message", [
     ("delegat:2", "delegat, not a task of this dataset"),
     ("turn_taking:0,delegate:0", "leaves no training episode"),
