@@ -2,9 +2,9 @@
 
 The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it reached: 6 of the 8
 targets, the user transcript's WER included, on its own validation episodes, all 8 on seed 12 and 5
-on seed 13, which it never trained on, in about an hour). It is configs/demo.py (compact micro-turn, the model's own
-audio fed back as voicing, `<sil>` 0.3) with the two background slots per micro-turn that a
-delegate's results arrive in (the demo has none), and without the demo's feedback noise,
+on seed 13, which it never trained on, in about an hour). It is configs/demo.py (compact micro-turn,
+the model's own audio fed back as voicing, `<sil>` 0.3) with the two background slots per micro-turn
+that a delegate's results arrive in (the demo has none), and without the demo's feedback noise,
 own-prediction feedback and voicing threshold (on the six families they traded pause_handling and
 rep_count for turn_taking: ablation r6), with its eight attention heads of 16 (two of 64 before: the
 user transcript's teacher-forced word accuracy after 800 steps 0.16 -> 0.52, ablation a1-a9), and

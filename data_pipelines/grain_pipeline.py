@@ -115,8 +115,9 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   featurized = features.Features(features.ensure(data_dir, config.stream, split,
                                                  tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))
+  sample = SampleWindow(featurized, config.data.window,
+                        config.data.first_window_share if train else 0.0)
   if train:
-    sample = SampleWindow(featurized, config.data.window, config.data.first_window_share)
     mine = range(len(featurized))[jax.process_index()::jax.process_count()]
     if len(mine) == 0:
       raise InputError(f"{data_dir}", f"split {split!r} has {len(episodes)} episodes, fewer "
@@ -126,8 +127,7 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
     windows = grain.MapDataset.source(epoch).shuffle(seed).repeat(None).random_map(sample,
                                                                                    seed=seed)
   else:
-    windows = _eval_windows(episodes, SampleWindow(featurized, config.data.window), seed,
-                            batch_size)
+    windows = _eval_windows(episodes, sample, seed, batch_size)
   batches = windows.batch(batch_size, drop_remainder=True)
   # Threads overlap featurization of the windows of a batch (numpy releases the GIL).
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=config.data.prefetch)
