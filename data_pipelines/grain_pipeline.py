@@ -40,17 +40,17 @@ Batch = dict[str, np.ndarray]
 
 class SampleWindow(grain.transforms.RandomMap):
   """Episode index -> one random window of its featurized micro-turns (picklable for workers):
-  with probability `first_share` the episode's first, else one starting uniformly at random."""
+  with probability `first_shares[i]` episode i's first, else one starting uniformly at random."""
 
-  def __init__(self, episodes: features.Features, window: int, first_share: float = 0.0):
+  def __init__(self, episodes: features.Features, window: int, first_shares: list[float]):
     self._episodes = episodes
     self._window = window
-    self._first_share = first_share
+    self._first_shares = first_shares
 
   def random_map(self, i: int, rng: np.random.Generator) -> Batch:
     last_start = max(self._episodes.num_turns(i) - self._window, 0)
     start = int(rng.integers(0, last_start + 1))
-    if self._first_share and rng.random() < self._first_share:
+    if self._first_shares[i] and rng.random() < self._first_shares[i]:
       start = 0
     return self._episodes.window(i, start, self._window)
 
@@ -74,6 +74,17 @@ def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> l
     raise ConfigError("config.data.task_repeats", "leaves no training episode (every task of "
                       "this process's episodes repeated 0 times)")
   return order
+
+
+def first_window_shares(tasks: list[str], share: float, only: str) -> list[float]:
+  """Per episode (`tasks[i]` is episode i's), the share of its windows that start at its first
+  micro-turn: `share` for the tasks named in `only` ("task,task"; "": every task), else 0."""
+  named = {task.strip() for task in only.split(",") if task.strip()}
+  unknown = sorted(named - set(tasks))
+  if unknown:
+    raise ConfigError("config.data.first_window_tasks", f"names {', '.join(unknown)}, not a task "
+                      f"of this dataset ({', '.join(sorted(set(tasks)))})")
+  return [share if not named or task in named else 0.0 for task in tasks]
 
 
 def _eval_windows(episodes: grain.MapDataset, sample: SampleWindow, seed: int,
@@ -115,15 +126,17 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
   featurized = features.Features(features.ensure(data_dir, config.stream, split,
                                                  tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))
-  sample = SampleWindow(featurized, config.data.window,
-                        config.data.first_window_share if train else 0.0)
+  tasks = dataset.split_tasks(data_dir, split)
+  first_shares = (first_window_shares(tasks, config.data.first_window_share,
+                                      config.data.first_window_tasks) if train
+                  else [0.0] * len(tasks))
+  sample = SampleWindow(featurized, config.data.window, first_shares)
   if train:
     mine = range(len(featurized))[jax.process_index()::jax.process_count()]
     if len(mine) == 0:
       raise InputError(f"{data_dir}", f"split {split!r} has {len(episodes)} episodes, fewer "
                        f"than the {jax.process_count()} processes training on it")
-    epoch = epoch_order(mine, dataset.split_tasks(data_dir, split),
-                        config_lib.task_repeats(config.data.task_repeats))
+    epoch = epoch_order(mine, tasks, config_lib.task_repeats(config.data.task_repeats))
     windows = grain.MapDataset.source(epoch).shuffle(seed).repeat(None).random_map(sample,
                                                                                    seed=seed)
   else:

@@ -59,6 +59,8 @@ def defaults() -> ml_collections.ConfigDict:
   # Share of training windows that start at an episode's first micro-turn, where its request is
   # (the rest start anywhere, uniformly); 0: all uniform.
   c.data.first_window_share = 0.0
+  # The tasks that share applies to, "task,task" ("": every task); other tasks' windows: uniform.
+  c.data.first_window_tasks = ""
   c.data.seq_len = 256  # background LM (model.kind "background"): tokens per training sequence
 
   # Interaction model (SPEC §4).

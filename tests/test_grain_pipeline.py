@@ -198,6 +198,20 @@ def test_first_window_share_sets_how_many_training_windows_start_at_the_request(
                                 starts(0.0, "validation", False))
 
 
+def test_first_window_tasks_limit_the_share_to_the_tasks_they_name(data_dir):
+  def batches(only, repeats, share=1.0):
+    config = small_config()
+    config.data.first_window_share, config.data.first_window_tasks = share, only
+    config.data.task_repeats = repeats
+    return take(grain_pipeline.make_iterator(config, data_dir, "train", seed=0), 4)
+
+  named = batches("delegate", "turn_taking:0")
+  assert all((batch["turn"][:, 0] == 0).all() for batch in named)
+  assert_same_batches(batches("delegate", "delegate:0"), batches("delegate", "delegate:0", 0.0))
+  with pytest.raises(ConfigError, match="config.data.first_window_tasks.*delegat, not a task"):
+    batches("delegat", "")
+
+
 @pytest.mark.parametrize("repeats, message", [
     ("delegat:2", "delegat, not a task of this dataset"),
     ("turn_taking:0,delegate:0", "leaves no training episode"),
