@@ -80,7 +80,7 @@ def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   """`--stages eval` scores the checkpoint the workdir holds without training on (a run stopped
   by its time limit would otherwise resume); `--stages train` stops before scoring. Scoring
   covers the own validation split and episodes of the held-out seed, each judged in its own
-  recipe*.json; the seed trained on cannot be the held-out one."""
+  recipe*.json; the seed trained on cannot be a held-out one."""
   ran, heldout = [], []
   monkeypatch.setattr(recipe, "generate_once", lambda *args: None)
   monkeypatch.setattr(recipe, "generate_heldout",
@@ -90,28 +90,29 @@ def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   monkeypatch.setattr(recipe, "summarize", lambda report, *args: {
       "targets": [], "families": [], "all_met": False, "eval_data": report["data"],
       "eval_episodes": 1})
-  for name, data in (("eval", "own"), ("eval_seed12", "seed 12"), ("eval_seed7", "seed 7")):
+  for name, data in (("eval", "own"), ("eval_seed12", "seed 12"), ("eval_seed13", "seed 13"),
+                     ("eval_seed7", "seed 7")):
     (tmp_path / name).mkdir()
     (tmp_path / name / "report.json").write_text(json.dumps({"data": data}))
   evaluate = ["eval", "--workdir", str(tmp_path / "train"), "--data"]
   train = ["train", "--config", str(config_lib.resolve("configs/recipe_cpu.py")), "--workdir",
            str(tmp_path / "train")]
-  for stages, expected in (("eval", [evaluate + [str(tmp_path / "data")],
-                                     evaluate + [str(tmp_path / "heldout_seed12")]]),
-                           ("train", [train]),
-                           ("train,eval", [train, evaluate + [str(tmp_path / "data")],
-                                           evaluate + [str(tmp_path / "heldout_seed12")]])):
+  scored = [evaluate + [str(tmp_path / data)]
+            for data in ("data", "heldout_seed12", "heldout_seed13")]
+  for stages, expected in (("eval", scored), ("train", [train]), ("train,eval", [train, *scored])):
     ran.clear()
     assert recipe.main(["--out", str(tmp_path), "--stages", stages]) == 0
     assert ran == expected
   assert json.loads((tmp_path / "recipe_seed12.json").read_text())["eval_data"] == "seed 12"
+  assert json.loads((tmp_path / "recipe_seed13.json").read_text())["eval_data"] == "seed 13"
   assert json.loads((tmp_path / "recipe.json").read_text())["eval_data"] == "own"
   ran.clear()
-  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seed", "none"])
+  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seeds", "none"])
   assert ran == [evaluate + [str(tmp_path / "data")]]
-  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seed", "7"])
-  assert heldout[-1] == 7
-  for argv in (["--stages", "generate"], ["--heldout-seed", "1"]):
+  heldout.clear()
+  recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seeds", "7"])
+  assert heldout == [7]
+  for argv in (["--stages", "generate"], ["--heldout-seeds", "12,1"]):
     with pytest.raises(SystemExit):
       recipe.main(["--out", str(tmp_path), *argv])
 
