@@ -118,6 +118,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.sample.temperature = 0.0  # 0: greedy text slots
   c.sample.top_p = 1.0  # nucleus sampling mass when temperature > 0
   c.sample.silence_threshold = 0.5  # a text slot stays `<sil>` while P(<sil>) is at least this
+  c.sample.continue_threshold = 0.5  # ... and this instead after a word piece of its own stream
   c.sample.voicing_threshold = 0.5  # an audio slot is voiced above this voicing probability
 
   # Background jobs (SPEC §5): the runtime side of delegation.
@@ -251,6 +252,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
     "sample.silence_threshold": _open_unit,
+    "sample.continue_threshold": _open_unit,
     "sample.voicing_threshold": _open_unit,
     "background.max_new_tokens": _positive,
     "background.timeout_s": _positive,

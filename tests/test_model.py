@@ -282,16 +282,21 @@ def test_feedback_noise_replaces_only_fed_back_words():
 def test_own_predictions_feed_back_the_models_decisions(setup):
   """With probability 1 every fed-back text token is the sampler's greedy decision from the
   teacher-forced logits (the transcript group first, then the model's text, as the logits are
-  laid out); other groups are untouched; with probability 0 the batch is unchanged."""
+  laid out), at the silence or continue threshold as the fed-back token before it says; other
+  groups are untouched; with probability 0 the batch is unchanged."""
   config, layout, model, _ = setup
   batch = jax.tree.map(jnp.asarray, _batch(config, layout, seed=3))
-  threshold = config.sample.silence_threshold
   own = _jit_method(model, "__call__")(batch)["text_logits"]
-  expected = decisions.greedy_text(own, threshold)
+  p_sil = np.sort(np.asarray(jax.nn.softmax(own, axis=-1)[..., SIL]), axis=None)
+  silence, go_on = float(p_sil[p_sil.size // 4]), float(p_sil[3 * p_sil.size // 4])
+  before = jnp.concatenate([decisions.previous_ids(batch[key])
+                            for key in ("user_transcript", "text_out")], axis=-1)
+  expected = decisions.greedy_text(own, decisions.silence_thresholds(before, silence, go_on))
+  assert not np.array_equal(expected, decisions.greedy_text(own, silence))
   k_ut = layout.count(SlotKind.USER_TRANSCRIPT)
   graphdef, state = nnx.split(model)
   feed = jax.jit(lambda batch, p: losses.with_own_predictions(
-      nnx.merge(graphdef, state), batch, jax.random.key(0), p, threshold,
+      nnx.merge(graphdef, state), batch, jax.random.key(0), p, silence, go_on,
       config.sample.voicing_threshold), static_argnums=1)
   fed = feed(batch, 1.0)
   np.testing.assert_array_equal(fed["user_transcript"], expected[..., :k_ut])
@@ -323,7 +328,7 @@ def test_own_predictions_feed_back_the_models_voicing():
   threshold = 1 / (1 + np.exp(-cut))
   fed = jax.jit(lambda batch: losses.with_own_predictions(
       nnx.merge(graphdef, state), batch, jax.random.key(0), 1.0,
-      config.sample.silence_threshold, threshold))(batch)
+      config.sample.silence_threshold, config.sample.continue_threshold, threshold))(batch)
   own_voiced = voicing_logits > cut
   assert 0 < own_voiced.mean() < 1
   assert not np.array_equal(own_voiced, voicing_logits > 0)
@@ -350,3 +355,13 @@ def test_word_accuracy_is_reported_per_stream():
     accuracy = {"user_transcript": metrics["transcript_accuracy"],
                 "text_out": metrics["text_accuracy"]}
     assert float(accuracy[right]) == 1.0 and float(accuracy[wrong]) == 0.0
+
+
+def test_previous_ids_follow_each_stream_across_micro_turns():
+  """The token before a slot is the one before it in its micro-turn, or the last of the previous
+  micro-turn; the rule then picks `continue_threshold` after a word piece only."""
+  ids_BNK = np.array([[[10, SIL], [11, 12]]])
+  previous = decisions.previous_ids(ids_BNK)
+  np.testing.assert_array_equal(previous, [[[PAD, 10], [SIL, 11]]])
+  np.testing.assert_array_equal(decisions.silence_thresholds(previous, 0.3, 0.6),
+                                [[[0.3, 0.6], [0.3, 0.6]]])

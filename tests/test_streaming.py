@@ -14,6 +14,7 @@ from jax_interact.inference import session
 from jax_interact.models.flow import bins_to_unit
 from jax_interact.streams.dmel import SILENCE_BIN
 from jax_interact.streams.layout import random_batch
+from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
 
 WINDOW_TURNS = 4
 
@@ -166,3 +167,25 @@ def test_unvoiced_slots_stream_exact_silence(config, model, bias, voiced):
     else:
       assert np.all(np.asarray(out["audio_out"]) == SILENCE_BIN)
       assert np.all(np.asarray(out["mel"]) == silence)
+
+
+def test_a_stream_that_speaks_goes_on_at_the_continue_threshold(model):
+  """The same P(`<sil>`) (an untrained model's, about 1/V) keeps a stream silent that was silent
+  (below `silence_threshold` it would speak; here that is 1e-4) and lets one that was speaking
+  go on (`continue_threshold` 0.9): what decides is the token before each text slot."""
+  sampling = session.Sampling(silence_threshold=1e-4, continue_threshold=0.9)
+  params, run = session.jit_step(model, sampling)
+  inputs = {k: jnp.asarray(v) for k, v in session.empty_inputs(model.layout, 1).items()}
+  text_keys = ("user_transcript", "text_out")
+
+  def stream_after(first_token):
+    state = session.start_state(model, 1, 0, params)
+    forced = {k: jnp.asarray(v) for k, v in session.empty_outputs(model.layout, 1).items()}
+    for key in text_keys:
+      forced[key] = jnp.full_like(forced[key], first_token)
+    state, _ = run(params, state, inputs, forced)
+    state, out = run(params, state, inputs)
+    return [np.asarray(out[key]) for key in text_keys]
+
+  assert all((ids == SIL).all() for ids in stream_after(SIL))
+  assert all((ids != SIL).all() for ids in stream_after(len(SPECIAL_PIECES)))

@@ -142,6 +142,9 @@ class TeacherForced:
     state = session.start_state(self.model, batch, 0, params)
     text_kinds = [g.kind for g, _ in layout.output_segment() if g.token is Token.TEXT]
     model_text = [i for i, kind in enumerate(text_kinds) if kind is SlotKind.TEXT_OUT]
+    thresholds_BNK = decisions.silence_thresholds(
+        decisions.previous_ids(windows["text_out"]), self.sampling.silence_threshold,
+        self.sampling.continue_threshold)
     words_TBK, voiced_TB = [], []
     for t in range(n):
       chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
@@ -149,7 +152,7 @@ class TeacherForced:
       state, out = self._step(params, state, chunk, forced)
       out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
       words_TBK.append(decisions.greedy_text(out["text_logits"][:, model_text],
-                                             self.sampling.silence_threshold))
+                                             thresholds_BNK[:, t]))
       voiced_TB.append(decisions.voiced_decision(out["voicing_logits"][:, 0],
                                                 self.sampling.voicing_threshold))
     words_BNK = np.stack(words_TBK, axis=1)

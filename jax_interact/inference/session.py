@@ -31,7 +31,7 @@ from flax import nnx
 from jax_interact.inference import engine
 from jax_interact.models.attention import KVCache
 from jax_interact.models.copy_head import CopyMemory
-from jax_interact.models.decisions import greedy_text, voiced_decision
+from jax_interact.models.decisions import greedy_text, silence_thresholds, voiced_decision
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams.dmel import DMelSpec
@@ -43,21 +43,23 @@ from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, Token,  # noqa
 @dataclasses.dataclass(frozen=True)
 class Sampling:
   """How output slots are sampled. Speaking is a decision in text as in audio: a text slot stays
-  `<sil>` while the probability of `<sil>` is at least `silence_threshold`, and otherwise holds
-  the most likely other token when temperature == 0 (greedy over the whole vocabulary would keep
-  a model silent whenever no single word is more likely than `<sil>`), or a draw from
-  softmax(logits / T) top-p. An audio slot is voiced when the voicing probability exceeds
-  `voicing_threshold`."""
+  `<sil>` while the probability of `<sil>` is at least `silence_threshold` (`continue_threshold`
+  after a word piece of its own stream), and otherwise holds the most likely other token when
+  temperature == 0 (greedy over the whole vocabulary would keep a model silent whenever no single
+  word is more likely than `<sil>`), or a draw from softmax(logits / T) top-p. An audio slot is
+  voiced when the voicing probability exceeds `voicing_threshold`."""
 
   temperature: float = 0.0
   top_p: float = 1.0
   silence_threshold: float = 0.5
+  continue_threshold: float = 0.5
   voicing_threshold: float = 0.5
 
   @classmethod
   def from_config(cls, sample_config) -> "Sampling":
     return cls(temperature=float(sample_config.temperature), top_p=float(sample_config.top_p),
                silence_threshold=float(sample_config.silence_threshold),
+               continue_threshold=float(sample_config.continue_threshold),
                voicing_threshold=float(sample_config.voicing_threshold))
 
 
@@ -105,9 +107,11 @@ def reset(model: InteractionModel, state: SessionState, rows_B: jax.Array,
   return jax.tree.map(pick, fresh, state)
 
 
-def _sample_text(logits_BV: jax.Array, rng_B: jax.Array, sampling: Sampling) -> jax.Array:
+def _sample_text(logits_BV: jax.Array, previous_B: jax.Array, rng_B: jax.Array,
+                 sampling: Sampling) -> jax.Array:
   if sampling.temperature == 0.0:
-    return greedy_text(logits_BV, sampling.silence_threshold)
+    return greedy_text(logits_BV, silence_thresholds(previous_B, sampling.silence_threshold,
+                                                     sampling.continue_threshold))
   logits_BV = logits_BV / sampling.temperature
   if sampling.top_p < 1.0:
     sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
@@ -172,7 +176,8 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
       x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), group.kind)
     else:
       logits_BV = model.text_logits(h_BD, state.turn_B, state.copy)
-      ids_B = _sample_text(logits_BV, slot_rngs_KB[j], sampling)
+      previous_B = state.prev_outputs[group.key][:, -1] if index == 0 else tokens[-1]
+      ids_B = _sample_text(logits_BV, previous_B, slot_rngs_KB[j], sampling)
       if forced is not None:
         ids_B = forced[group.key][:, index]
       text_logits.append(logits_BV)

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_interact.models.decisions import greedy_text, voiced_decision
+from jax_interact.models.decisions import (greedy_text, previous_ids, silence_thresholds,
+                                           voiced_decision)
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams.dmel import SILENCE_BIN, VOICED_MARGIN_BINS, voiced
 from jax_interact.streams.layout import Layout, Segment, Target, Token
@@ -101,18 +102,22 @@ def with_feedback_noise(layout: Layout, batch: dict[str, jax.Array], rng: jax.Ar
 
 def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
                          rng: jax.Array, probability: float, silence_threshold: float,
-                         voicing_threshold: float) -> dict[str, jax.Array]:
+                         continue_threshold: float, voicing_threshold: float
+                         ) -> dict[str, jax.Array]:
   """`batch` with each fed-back output token replaced, with `probability`, by the model's own
   decision for that slot in a teacher-forced pass (parallel scheduled sampling): streaming feeds
-  back what the model said, right or wrong, and in particular its words and voice after it
-  should have fallen silent. Text slots take the sampler's greedy rule; audio slots, when the
-  model hears its own audio as voicing only (`audio_feedback="voicing"`), take its voicing
-  decision at the sampler's `voicing_threshold` (a voiced decision over an unvoiced target reads
-  as `VOICED_FILL_BIN`; with dMel feedback audio slots keep their targets). No gradient flows
-  through the decisions."""
+  back what the model said, right or wrong, and in particular its words and voice after it should
+  have fallen silent. Text slots take the sampler's greedy rule (its thresholds chosen by the
+  fed-back token before each slot); audio slots, when the model hears its own audio as voicing only
+  (`audio_feedback="voicing"`), take its voicing decision at the sampler's `voicing_threshold` (a
+  voiced decision over an unvoiced target reads as `VOICED_FILL_BIN`; with dMel feedback audio slots
+  keep their targets). No gradient flows through the decisions."""
   layout = model.layout
   outputs = jax.lax.stop_gradient(model(batch))
-  own = {Token.TEXT: greedy_text(outputs["text_logits"], silence_threshold),
+  before_BNK = jnp.concatenate([previous_ids(batch[group.key])
+                                for group in layout.groups(Segment.OUTPUT, Token.TEXT)], axis=-1)
+  own = {Token.TEXT: greedy_text(outputs["text_logits"], silence_thresholds(
+             before_BNK, silence_threshold, continue_threshold)),
          Token.DMEL: voiced_decision(outputs["voicing_logits"], voicing_threshold)}
   fed = dict(batch)
   for token, own_BNK in own.items():
@@ -134,7 +139,8 @@ def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
 
 def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
             weights: LossWeights, feedback_noise: float = 0.0, own_feedback: float = 0.0,
-            silence_threshold: float = 0.5, voicing_threshold: float = 0.5
+            silence_threshold: float = 0.5, continue_threshold: float = 0.5,
+            voicing_threshold: float = 0.5
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, the
   feedback noise (`with_feedback_noise`: the model reads noisy tokens, targets stay clean) and
@@ -145,7 +151,7 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
          if feedback_noise > 0 else batch)
   if own_feedback > 0:
     fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
-                               silence_threshold, voicing_threshold)
+                               silence_threshold, continue_threshold, voicing_threshold)
   outputs = model(fed)
   output_weights = slot_weights(layout, batch, weights.silence)[..., layout.input_len:]
 

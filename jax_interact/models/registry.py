@@ -50,6 +50,7 @@ def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
                            feedback_noise=config.train.feedback_noise if train else 0.0,
                            own_feedback=config.train.own_feedback if train else 0.0,
                            silence_threshold=config.sample.silence_threshold,
+                           continue_threshold=config.sample.continue_threshold,
                            voicing_threshold=config.sample.voicing_threshold)
 
 
