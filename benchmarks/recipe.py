@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _heldout_seeds(text: str) -> tuple[int, ...]:
-  return () if text == "none" else tuple(cli.seed(seed) for seed in text.split(","))
+  return () if text == "none" else tuple(cli.seed(seed) for seed in cli.comma_list(text))
 
 
 def _print(result: dict, path: pathlib.Path) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 from data_pipelines import dataset
 from data_pipelines import features
 from data_pipelines import worker_lifetime
+from jax_interact import cli
 from jax_interact import config as config_lib
 from jax_interact.errors import ConfigError
 from jax_interact.errors import InputError
@@ -62,13 +63,18 @@ class MaskOut(grain.transforms.Map):
     return {**window, "turn_mask": np.zeros_like(window["turn_mask"])}
 
 
+def _refuse_unknown_tasks(key: str, named, tasks: list[str]) -> None:
+  """ConfigError naming `config.data.<key>` if it names a task no episode of `tasks` has."""
+  unknown = sorted(set(named) - set(tasks))
+  if unknown:
+    raise ConfigError(f"config.data.{key}", f"names {', '.join(unknown)}, not a task of this "
+                      f"dataset ({', '.join(sorted(set(tasks)))})")
+
+
 def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> list[int]:
   """The episodes an epoch draws a window from (before shuffling): each of `episodes` as many
   times as `repeats` says for its task (`tasks[i]` is episode i's; a task not named: once)."""
-  unknown = sorted(set(repeats) - set(tasks))
-  if unknown:
-    raise ConfigError("config.data.task_repeats", f"names {', '.join(unknown)}, not a task of "
-                      f"this dataset ({', '.join(sorted(set(tasks)))})")
+  _refuse_unknown_tasks("task_repeats", repeats, tasks)
   order = [i for i in episodes for _ in range(repeats.get(tasks[i], 1))]
   if not order:
     raise ConfigError("config.data.task_repeats", "leaves no training episode (every task of "
@@ -79,11 +85,8 @@ def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> l
 def first_window_shares(tasks: list[str], share: float, only: str) -> list[float]:
   """Per episode (`tasks[i]` is episode i's), the share of its windows that start at its first
   micro-turn: `share` for the tasks named in `only` ("task,task"; "": every task), else 0."""
-  named = {task.strip() for task in only.split(",") if task.strip()}
-  unknown = sorted(named - set(tasks))
-  if unknown:
-    raise ConfigError("config.data.first_window_tasks", f"names {', '.join(unknown)}, not a task "
-                      f"of this dataset ({', '.join(sorted(set(tasks)))})")
+  named = cli.comma_list(only)
+  _refuse_unknown_tasks("first_window_tasks", named, tasks)
   return [share if not named or task in named else 0.0 for task in tasks]
 
 

@@ -39,7 +39,7 @@ def silence_thresholds(previous: jax.Array, silence_threshold: float,
   (`previous_ids`): `continue_threshold` after a word piece (speech going on, e.g. the last
   piece of a number split into two), else `silence_threshold` (speech starting)."""
   xp = jnp if isinstance(previous, jax.Array) else np
-  speaking = (previous != tokenizer.PAD) & (previous != tokenizer.SIL)
+  speaking = ~xp.isin(previous, xp.asarray(sorted(tokenizer.EMPTY_IDS)))
   return xp.where(speaking, continue_threshold, silence_threshold)
 
 
