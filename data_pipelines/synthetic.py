@@ -217,17 +217,32 @@ class _Script:
     if hi_s > lo_s:
       self.annotations["quiet_s"].append([round(lo_s, 3), round(hi_s, 3)])
 
+  def quiet_after(self, said_s: tuple[float, float], latest_start_s: float,
+                  until_s: float) -> None:
+    """Quiet to `until_s` once the response said over `said_s` (start, end) is over, had it
+    started as late as a good model may start it (`latest_start_s`): the reference's reaction
+    delay is one draw, and a good model that reacts later is not speaking out of turn."""
+    start_s, end_s = said_s
+    self.quiet(end_s + max(0.0, latest_start_s - start_s), until_s)
+
+
+def _earliest_reply_s(heard_s: float) -> float:
+  """The first output wall time after the input micro-turn holding `heard_s` (SPEC §3: out_t
+  covers [(t+1)T, (t+2)T))."""
+  turn = timing.first_answer_turn(heard_s, timing.CHUNK_MS)
+  return timing.output_window_s(turn, timing.CHUNK_MS)[0]
+
 
 def reply_start_s(rng: np.random.Generator, heard_s: float, low_s: float = 0.2,
                   high_s: float = 0.5) -> float:
-  """When a good model starts reacting to something complete at `heard_s`.
+  """When a good model starts reacting to something complete at `heard_s`: a random reaction
+  delay in [low_s, high_s], no earlier than the first output window that can react."""
+  return max(_earliest_reply_s(heard_s), heard_s + rng.uniform(low_s, high_s))
 
-  No earlier than the first output wall time after the input micro-turn holding `heard_s`
-  (SPEC §3: out_t covers [(t+1)T, (t+2)T)), and a short random reaction delay after it.
-  """
-  turn = timing.first_answer_turn(heard_s, timing.CHUNK_MS)
-  earliest, _ = timing.output_window_s(turn, timing.CHUNK_MS)
-  return max(earliest, heard_s + rng.uniform(low_s, high_s))
+
+def latest_reply_s(heard_s: float, high_s: float = 0.5) -> float:
+  """The latest a good model (`reply_start_s` with the same `high_s`) starts reacting."""
+  return max(_earliest_reply_s(heard_s), heard_s + high_s)
 
 
 def seen_s(event_s: float) -> float:
@@ -357,12 +372,12 @@ def _start_stop(s: _Script) -> VideoFn:
   _, heard = s.user_says(s.choice(START_STOP_INSTRUCTIONS), s.opening_s())
   start = round(heard + s.rng.uniform(0.8, 3.0), 3)
   stop = round(start + s.rng.uniform(1.5, 5.0), 3)
-  said_end = s.model_says(START_WORD, reply_start_s(s.rng, seen_s(start), 0.1, 0.3), start,
-                          (start, start + REPLY_WINDOW_S))
+  said_start = reply_start_s(s.rng, seen_s(start), 0.1, 0.3)
+  said_end = s.model_says(START_WORD, said_start, start, (start, start + REPLY_WINDOW_S))
   s.model_says(STOP_WORD, reply_start_s(s.rng, seen_s(stop), 0.1, 0.3), stop,
                (stop, stop + REPLY_WINDOW_S))
   s.quiet(heard, start)
-  s.quiet(said_end, stop)
+  s.quiet_after((said_start, said_end), latest_reply_s(seen_s(start), 0.3), stop)
   s.events += [{"type": "motion_start", "time_s": start}, {"type": "motion_stop", "time_s": stop}]
   s.annotations["interval_s"] = [start, stop]
   return lambda duration_s: procedural_video.start_stop(s.rng, duration_s, start, stop)
@@ -385,10 +400,12 @@ def _time_speak(s: _Script) -> VideoFn | None:
   for beat in beats:
     free_s = s.model_says(REMINDER_WORD, beat, heard,
                           (beat - BEAT_WINDOW_S[0], beat + BEAT_WINDOW_S[1]))
-  quiet_from = s.model_says(ACKNOWLEDGEMENT, max(acknowledge_s, free_s + 0.1), stop_end,
-                            (stop_end, stop_end + REPLY_WINDOW_S))
+  said_start = max(acknowledge_s, free_s + 0.1)
+  said_end = s.model_says(ACKNOWLEDGEMENT, said_start, stop_end,
+                          (stop_end, stop_end + REPLY_WINDOW_S))
   cancelled = beats[-1] + period
-  s.quiet(quiet_from, cancelled + BEAT_WINDOW_S[1])
+  s.quiet_after((said_start, said_end), max(latest_reply_s(stop_end), free_s + 0.1),
+                cancelled + BEAT_WINDOW_S[1])
   s.min_end_s = cancelled + BEAT_WINDOW_S[1]
   s.annotations.update(period_s=period, typed=typed, beats_s=np.round(beats, 3).tolist(),
                        cancelled_beat_s=round(float(cancelled), 3), stop_request_s=stop_start)

@@ -120,6 +120,34 @@ def test_rep_count_is_graded_within_one_rep(episodes):
     assert scores["count_mae"] == pytest.approx(dropped / count)
 
 
+# The response a quiet interval follows, and when a good model has seen its cue at the latest
+# (synthetic.reply_start_s: it reacts 0.2-0.5 s after time_speak's "stop" ends, 0.1-0.3 s after
+# start_stop's first video frame of the motion).
+QUIET_AFTER = {"time_speak": (-1, lambda r: (r["event_s"], 0.5)),
+               "start_stop": (0, lambda r: (synthetic.seen_s(r["event_s"]), 0.3))}
+
+
+def test_a_response_at_the_latest_good_reaction_time_breaks_no_quiet_interval():
+  later_than_reference = 0
+  for task, (which, cue) in QUIET_AFTER.items():
+    for index in range(12):
+      episode = synthetic.generate_episode(task, index, 0)
+      response = episode.annotations["responses"][which]
+      delay = max(0.0, round(synthetic.latest_reply_s(*cue(response)) - response["start_s"], 3))
+      later_than_reference += delay > scoring.QUIET_TOLERANCE_S
+      words = [dataclasses.replace(w, start_s=w.start_s + delay, end_s=w.end_s + delay)
+               if w.start_s >= response["start_s"] else w for w in _model_words(episode)]
+      scores = scoring.score_episode(episode, transcripts.from_words(words, CHUNK_MS))
+      assert scores["quiet_violation_rate"] == 0.0, (task, index)
+      lo, hi = episode.annotations["quiet_s"][-1]
+      if hi - lo > 0.5:  # and speech after that response's end still breaks the interval
+        chatter = Word("model", "now", round(lo + 0.1, 3), round(lo + 0.5, 3))
+        scores = scoring.score_episode(episode, transcripts.from_words(words + [chatter],
+                                                                       CHUNK_MS))
+        assert scores["quiet_violation_rate"] > 0.0, (task, index)
+  assert later_than_reference  # some reference reacted early enough to tell the rules apart
+
+
 def test_user_wer_counts_substitutions_insertions_and_deletions():
   assert scoring.word_errors("a b c d".split(), "a x c d e".split()) == 2
   assert scoring.word_errors("a b".split(), []) == 2
