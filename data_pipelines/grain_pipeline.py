@@ -41,18 +41,25 @@ Batch = dict[str, np.ndarray]
 
 class SampleWindow(grain.transforms.RandomMap):
   """Episode index -> one random window of its featurized micro-turns (picklable for workers):
-  with probability `first_shares[i]` episode i's first, else one starting uniformly at random."""
+  with probability `edge_shares[i][0]` episode i's first, with `edge_shares[i][1]` its last, else
+  one starting uniformly at random."""
 
-  def __init__(self, episodes: features.Features, window: int, first_shares: list[float]):
+  def __init__(self, episodes: features.Features, window: int,
+               edge_shares: list[tuple[float, float]]):
     self._episodes = episodes
     self._window = window
-    self._first_shares = first_shares
+    self._edge_shares = edge_shares
 
   def random_map(self, i: int, rng: np.random.Generator) -> Batch:
     last_start = max(self._episodes.num_turns(i) - self._window, 0)
     start = int(rng.integers(0, last_start + 1))
-    if self._first_shares[i] and rng.random() < self._first_shares[i]:
-      start = 0
+    first, last = self._edge_shares[i]
+    if first or last:
+      edge = rng.random()
+      if edge < first:
+        start = 0
+      elif edge < first + last:
+        start = last_start
     return self._episodes.window(i, start, self._window)
 
 
@@ -82,12 +89,22 @@ def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> l
   return order
 
 
-def first_window_shares(tasks: list[str], share: float, only: str) -> list[float]:
-  """Per episode (`tasks[i]` is episode i's), the share of its windows that start at its first
-  micro-turn: `share` for the tasks named in `only` ("task,task"; "": every task), else 0."""
-  named = cli.comma_list(only)
-  _refuse_unknown_tasks("first_window_tasks", named, tasks)
-  return [share if not named or task in named else 0.0 for task in tasks]
+def edge_window_shares(tasks: list[str], data) -> list[tuple[float, float]]:
+  """Per episode (`tasks[i]` is episode i's), the shares of its windows that start at its first
+  micro-turn and that end at its last: `data.first_window_share` for the tasks named in
+  `data.first_window_tasks`, `data.last_window_share` for those in `data.last_window_tasks`
+  ("task,task"; "": every task), else 0."""
+  if data.first_window_share + data.last_window_share > 1:
+    raise ConfigError("config.data.last_window_share",
+                      f"{data.last_window_share}, with data.first_window_share "
+                      f"{data.first_window_share}; expected the two to add up to at most 1")
+  shares = []
+  for edge in ("first", "last"):
+    named = cli.comma_list(data[f"{edge}_window_tasks"])
+    _refuse_unknown_tasks(f"{edge}_window_tasks", named, tasks)
+    share = data[f"{edge}_window_share"]
+    shares.append([share if not named or task in named else 0.0 for task in tasks])
+  return list(zip(*shares))
 
 
 def _eval_windows(episodes: grain.MapDataset, sample: SampleWindow, seed: int,
@@ -130,10 +147,8 @@ def make_dataset(config: ml_collections.ConfigDict, data_dir: str | os.PathLike,
                                                  tokenizer=tokenizer))
   episodes = grain.MapDataset.range(len(featurized))
   tasks = dataset.split_tasks(data_dir, split)
-  first_shares = (first_window_shares(tasks, config.data.first_window_share,
-                                      config.data.first_window_tasks) if train
-                  else [0.0] * len(tasks))
-  sample = SampleWindow(featurized, config.data.window, first_shares)
+  edge_shares = edge_window_shares(tasks, config.data) if train else [(0.0, 0.0)] * len(tasks)
+  sample = SampleWindow(featurized, config.data.window, edge_shares)
   if train:
     mine = range(len(featurized))[jax.process_index()::jax.process_count()]
     if len(mine) == 0:

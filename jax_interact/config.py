@@ -61,6 +61,11 @@ def defaults() -> ml_collections.ConfigDict:
   c.data.first_window_share = 0.0
   # The tasks that share applies to, "task,task" ("": every task); other tasks' windows: uniform.
   c.data.first_window_tasks = ""
+  # The same for windows that end at an episode's last micro-turn (with uniform starts, an
+  # episode's first and last seconds fall in far fewer windows than its middle); the first and
+  # last shares add up to at most 1.
+  c.data.last_window_share = 0.0
+  c.data.last_window_tasks = ""
   c.data.seq_len = 256  # background LM (model.kind "background"): tokens per training sequence
 
   # Interaction model (SPEC §4).
@@ -220,6 +225,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "data.num_workers": _non_negative,
     "data.prefetch": _positive,
     "data.first_window_share": lambda x: 0 <= x <= 1,
+    "data.last_window_share": lambda x: 0 <= x <= 1,
     "data.seq_len": _positive,
     "model.kind": _one_of(*registry.KINDS),
     "model.vocab_size": _positive,

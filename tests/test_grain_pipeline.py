@@ -212,6 +212,28 @@ def test_first_window_tasks_limit_the_share_to_the_tasks_they_name(data_dir):
     batches("delegat", "")
 
 
+def test_last_window_share_sets_how_many_training_windows_end_with_their_episode(data_dir):
+  """The end of an episode (a stop, a result, a last count) is in few uniform windows:
+  `data.last_window_share` of the training windows end at an episode's last micro-turn."""
+  split = features.Features(features.ensure(data_dir, small_config().stream, "train"))
+  episode_ends = {split.num_turns(i) - 1 for i in range(len(split))}
+
+  def ends(first, last, only=""):
+    config = small_config()
+    config.data.first_window_share, config.data.last_window_share = first, last
+    config.data.last_window_tasks = only
+    iterator = grain_pipeline.make_iterator(config, data_dir, "train", seed=0)
+    return np.concatenate([batch["turn"][:, -1] for batch in take(iterator, 8)])
+
+  assert set(ends(0.0, 1.0)) <= episode_ends
+  assert not set(ends(0.0, 0.0)) <= episode_ends
+  assert set(ends(0.5, 0.5)) - episode_ends == {small_config().data.window - 1}  # the first
+  with pytest.raises(ConfigError, match="config.data.last_window_share.*at most 1"):
+    ends(0.5, 0.6)
+  with pytest.raises(ConfigError, match="config.data.last_window_tasks.*delegat, not a task"):
+    ends(0.0, 0.5, "delegat")
+
+
 @pytest.mark.parametrize("repeats, message", [
     ("delegat:2", "delegat, not a task of this dataset"),
     ("turn_taking:0,delegate:0", "leaves no training episode"),
