@@ -36,6 +36,7 @@ from data_pipelines.generate import parse_tasks
 from jax_interact import atomic, cli
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_heldout, generate_once, stage
+from jax_interact.errors import InputError
 from jax_interact.evaluation.report import beats
 
 GRADED_TASKS = ("turn_taking", "pause_handling", "interruption", "rep_count", "time_speak",
@@ -147,15 +148,15 @@ def main(argv: list[str] | None = None) -> int:
   config_path = str(config_lib.resolve(args.config))
   vocab_size = config_lib.load(config_path, [*overrides, f"data.dir={data}"]).model.vocab_size
   times = {}
-  generate_once(data, times, "--episodes", str(args.episodes), "--tasks", args.tasks,
-                "--seed", str(args.seed), "--vocab-size", str(vocab_size))
+  trained = parse_tasks(args.tasks)
+  generate_once(data, times, episodes=args.episodes, tasks=trained, seed=args.seed,
+                vocab_size=vocab_size)
   if "train" in args.stages:
     times["train"] = stage("train", [
         "train", "--config", config_path, "--workdir", str(workdir),
         f"--config.data.dir={data}", *overrides])
   if "eval" not in args.stages:
     return 0
-  trained = parse_tasks(args.tasks)
   evaluations = {"": ["--data", str(args.eval_data or data),
                       "--max-episodes", str(args.eval_episodes)]}
   for seed in args.heldout_seeds:
@@ -196,4 +197,7 @@ def _print(result: dict, path: pathlib.Path) -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  try:
+    sys.exit(main())
+  except InputError as e:
+    sys.exit(f"error: {e}")

@@ -48,8 +48,10 @@ EPISODES_PER_WORKER = 50  # episodes that repay spawning a featurizing worker (s
 def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
                   tokenizer_sentences: Iterable[str] | None = None, vocab_size: int = 1024,
                   stream_config: ml_collections.ConfigDict | None = None,
-                  part: tuple[int, int] | None = None, workers: int = 0) -> dict[str, Any]:
-  """Writes the episodes, manifest and tokenizer to `out_dir`; returns the manifest.
+                  part: tuple[int, int] | None = None, workers: int = 0,
+                  origin: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Writes the episodes, manifest and tokenizer to `out_dir`; returns the manifest (recording
+  `origin`, what made the episodes, where given).
 
   `stream_config` (default: `config.defaults().stream`) sets the slot counts with which the
   episodes are featurized once, in `workers` processes (0: one per core), to count overflow
@@ -63,6 +65,8 @@ def write_dataset(out_dir: str | os.PathLike, episodes: Iterable[Episode], *,
     entries, splits = _write_splits(tmp / TFDS_DIR, episodes, where=str(out))
     manifest = {"episodes": entries, "splits": splits,
                 "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR)))}
+    if origin is not None:
+      manifest["origin"] = origin
     tokenizer_settings = {"vocab_size": vocab_size,
                           "extra_sentences": list(tokenizer_sentences or [])}
     if part is None:
@@ -221,6 +225,10 @@ def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLik
   settings = [manifest["tokenizer"] for _, manifest in parts]
   if any(s != settings[0] for s in settings):
     raise InputError("parts", "the parts were written with different tokenizer settings")
+  origins = [manifest.get("origin") for _, manifest in parts]
+  if any(o != origins[0] for o in origins):
+    raise InputError("parts", "the parts were generated with different settings (their "
+                     "manifests' origin); expected the N parts of one `data generate`")
   seen: dict[int, pathlib.Path] = {}
   for directory, manifest in parts:
     for entry in manifest["episodes"]:
@@ -235,6 +243,7 @@ def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLik
         "splits": {split: [i for _, m in parts for i in m["splits"][split]]
                    for split in array_records.SPLITS},
         "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR))),
+        **({"origin": origins[0]} if origins[0] is not None else {}),
     }
     manifest["stats"] = _finish(tmp, manifest, settings[0], None, workers)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

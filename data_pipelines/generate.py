@@ -60,6 +60,21 @@ def part_indices(n: int, part: tuple[int, int] | None) -> range:
   return range(index * n // parts, (index + 1) * n // parts)
 
 
+def origin(n: int, tasks: Sequence[str], seed: int, vocab_size: int) -> dict:
+  """What a generated dataset's manifest records it is (`origin`): the same origin, the same
+  dataset."""
+  return {"suite_version": synthetic.SUITE_VERSION, "episodes": n, "tasks": list(tasks),
+          "seed": seed, "vocab_size": vocab_size}
+
+
+def describe(recorded: dict | None) -> str:
+  if recorded is None:
+    return "no recorded origin (written before datasets recorded one)"
+  return (f"{recorded['episodes']} episodes of {','.join(recorded['tasks'])}, seed "
+          f"{recorded['seed']}, {recorded['vocab_size']} tokenizer pieces, suite version "
+          f"{recorded['suite_version']}")
+
+
 def generate_dataset(out: str | os.PathLike, n: int, *, tasks: Sequence[str], seed: int = 0,
                      workers: int = 0, vocab_size: int = TOKENIZER_VOCAB, progress: bool = True,
                      stream_config: ml_collections.ConfigDict | None = None,
@@ -69,7 +84,8 @@ def generate_dataset(out: str | os.PathLike, n: int, *, tasks: Sequence[str], se
   return dataset.write_dataset(
       out, generate_episodes(tasks, part_indices(n, part), seed, workers, progress),
       tokenizer_sentences=synthetic.vocabulary(), vocab_size=vocab_size,
-      stream_config=stream_config, part=part, workers=workers)
+      stream_config=stream_config, part=part, workers=workers,
+      origin=origin(n, tasks, seed, vocab_size))
 
 
 def main(args: argparse.Namespace) -> int:

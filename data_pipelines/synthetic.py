@@ -53,6 +53,9 @@ TASKS = ("turn_taking", "pause_handling", "interruption", "rep_count", "visual_c
          "time_speak", "live_translation", "delegate")
 
 MIN_DURATION_S, MAX_DURATION_S = 6.0, 20.0
+# What a seed generates: bumped whenever its episodes or their annotations change, so that a
+# dataset cached by an older generator is refused, not reused (data_pipelines/generate.py).
+SUITE_VERSION = 2  # 2: the quiet interval after a response starts at the latest good end
 TYPED_PROBABILITY = 0.3  # chance that a request is typed rather than spoken
 MODEL_GAIN = 0.8
 

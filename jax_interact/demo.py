@@ -15,9 +15,11 @@ import json
 import math
 import pathlib
 import time
+from typing import Sequence
 
-from data_pipelines import dataset
+from data_pipelines import dataset, generate
 from jax_interact import cli, config
+from jax_interact.errors import InputError
 from jax_interact.evaluation import report as report_lib
 
 CONFIG = config.resolve("configs/demo.py")
@@ -38,26 +40,34 @@ def stage(title: str, argv: list[str]) -> float:
   return time.perf_counter() - start
 
 
-def generate_once(data: pathlib.Path, timings: dict[str, float], *args: str,
+def generate_once(data: pathlib.Path, timings: dict[str, float], *, episodes: int,
+                  tasks: Sequence[str], seed: int, vocab_size: int = generate.TOKENIZER_VOCAB,
                   timing: str = "generate") -> None:
-  """`data generate --out data ARGS` unless `data` already holds a dataset (a cache); a run
-  that generates adds its seconds to `timings[timing]`."""
-  if (data / "manifest.json").is_file():
+  """`data generate` into `data` unless it holds that very dataset already (a cache: the origin
+  its manifest records is the one asked for; another is an InputError, never reused); a run that
+  generates adds its seconds to `timings[timing]`."""
+  wanted = generate.origin(episodes, tasks, seed, vocab_size)
+  if (data / dataset.MANIFEST).is_file():
+    held = dataset.read_manifest(data).get("origin")
+    if held != wanted:
+      raise InputError(str(data), f"holds {generate.describe(held)}; this run needs "
+                       f"{generate.describe(wanted)}: remove it, or choose another --out")
     print(f"== using cached dataset {data}")
-  else:
-    timings[timing] = stage(f"generate the synthetic dataset {data}",
-                            ["data", "generate", "--out", str(data), *args])
+    return
+  timings[timing] = stage(f"generate the synthetic dataset {data}", [
+      "data", "generate", "--out", str(data), "--episodes", str(episodes), "--tasks",
+      ",".join(tasks), "--seed", str(seed), "--vocab-size", str(vocab_size)])
 
 
 def generate_heldout(eval_data: pathlib.Path, timings: dict[str, float], seed: int,
-                     tasks: tuple[str, ...], episodes: int) -> list[str]:
+                     tasks: Sequence[str], episodes: int) -> list[str]:
   """Generates (once) a dataset of `seed` whose train split holds at least `episodes` episodes of
   `tasks`, and returns the `eval` arguments that score `episodes` of them. A dataset made only to
   be scored is scored on its train split: all but every VALIDATION_EVERY-th episode of a family."""
   every = dataset.VALIDATION_EVERY
   count = math.ceil(episodes * every / (every - 1)) + len(tasks)
-  generate_once(eval_data, timings, "--episodes", str(count), "--seed", str(seed),
-                "--tasks", ",".join(tasks), timing="generate_eval")
+  generate_once(eval_data, timings, episodes=count, tasks=tasks, seed=seed,
+                timing="generate_eval")
   return ["--data", str(eval_data), "--split", "train", "--max-episodes", str(episodes)]
 
 
@@ -74,8 +84,7 @@ def main(args) -> int:
   out = pathlib.Path(args.out)
   data, eval_data, workdir = out / "data", out / "eval_data", out / "train"
   timings = {}
-  generate_once(data, timings, "--episodes", str(args.episodes), "--seed", str(TRAIN_SEED),
-                "--tasks", ",".join(TASKS))
+  generate_once(data, timings, episodes=args.episodes, tasks=TASKS, seed=TRAIN_SEED)
   timings["inspect"] = stage("draw episode 0", [
       "data", "inspect", str(data), "--index", "0", "--config", str(CONFIG),
       "--out", str(out / "episode0.png"), "--json", str(out / "episode0.json")])

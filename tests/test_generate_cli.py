@@ -2,7 +2,7 @@
 
 import json
 
-from data_pipelines import dataset, synthetic
+from data_pipelines import dataset, generate, synthetic
 from jax_interact import cli
 from test_dataset import write_tiny_dataset
 
@@ -64,6 +64,7 @@ def test_generate_in_parts_then_merge(tmp_path, capsys):
   manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
   assert [e["index"] for e in manifest["episodes"]] == [0, 1]
   assert manifest["stats"]["episodes"] == 2
+  assert manifest["origin"] == generate.origin(2, ("turn_taking",), 0, generate.TOKENIZER_VOCAB)
   assert cli.main(["data", "inspect", str(tmp_path / "ds"), "--index", "1",
                    "--json", str(tmp_path / "d.json")]) == 0
 

@@ -8,6 +8,7 @@ import pytest
 
 from jax_interact import config as config_lib
 from jax_interact.demo import generate_heldout
+from jax_interact.errors import InputError
 from jax_interact.evaluation import report as report_lib
 
 spec = importlib.util.spec_from_file_location(
@@ -82,7 +83,7 @@ def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   covers the own validation split and episodes of the held-out seed, each judged in its own
   recipe*.json; the seed trained on cannot be a held-out one."""
   ran, heldout = [], []
-  monkeypatch.setattr(recipe, "generate_once", lambda *args: None)
+  monkeypatch.setattr(recipe, "generate_once", lambda *args, **kwargs: None)
   monkeypatch.setattr(recipe, "generate_heldout",
                       lambda data, times, seed, tasks, episodes: heldout.append(seed) or
                       ["--data", str(data)])
@@ -129,3 +130,19 @@ def test_a_held_out_seed_dataset_holds_the_episodes_asked_for_in_its_scored_spli
   again = {}
   generate_heldout(data, again, 5, ("turn_taking", "pause_handling"), 10)
   assert again == {}  # cached
+
+
+def test_a_cached_dataset_is_reused_only_for_the_very_dataset_asked_for(tmp_path):
+  """Another seed, other tasks or an older generator (no origin in its manifest) is refused by
+  name, never scored or trained on in place of the one asked for."""
+  data = tmp_path / "heldout"
+  generate_heldout(data, {}, 5, ("turn_taking",), 6)
+  with pytest.raises(InputError, match=f"{data}: holds .*seed 5.*needs .*seed 6"):
+    generate_heldout(data, {}, 6, ("turn_taking",), 6)
+  with pytest.raises(InputError, match="holds .*of turn_taking,.*needs .*of turn_taking,pause"):
+    generate_heldout(data, {}, 5, ("turn_taking", "pause_handling"), 6)
+  manifest = json.loads((data / "manifest.json").read_text())
+  del manifest["origin"]
+  (data / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(InputError, match="holds no recorded origin"):
+    generate_heldout(data, {}, 5, ("turn_taking",), 6)
