@@ -68,6 +68,7 @@ def origin(n: int, tasks: Sequence[str], seed: int, vocab_size: int) -> dict:
 
 
 def describe(recorded: dict | None) -> str:
+  """A manifest's `origin` in words (None: a dataset written before origins were recorded)."""
   if recorded is None:
     return "no recorded origin (written before datasets recorded one)"
   return (f"{recorded['episodes']} episodes of {','.join(recorded['tasks'])}, seed "

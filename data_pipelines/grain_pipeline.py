@@ -89,7 +89,8 @@ def epoch_order(episodes: range, tasks: list[str], repeats: dict[str, int]) -> l
   return order
 
 
-def edge_window_shares(tasks: list[str], data) -> list[tuple[float, float]]:
+def edge_window_shares(tasks: list[str],
+                       data: ml_collections.ConfigDict) -> list[tuple[float, float]]:
   """Per episode (`tasks[i]` is episode i's), the shares of its windows that start at its first
   micro-turn and that end at its last: `data.first_window_share` for the tasks named in
   `data.first_window_tasks`, `data.last_window_share` for those in `data.last_window_tasks`
