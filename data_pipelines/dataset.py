@@ -222,13 +222,11 @@ def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLik
     missing = sorted(set(range(total)) - set(indices))
     problem = f"part {missing[0]} of {total} is missing" if missing else "a part appears twice"
     raise InputError("parts", f"{problem} (got parts {indices}); {MERGE_HINT}")
-  settings = [manifest["tokenizer"] for _, manifest in parts]
-  if any(s != settings[0] for s in settings):
-    raise InputError("parts", "the parts were written with different tokenizer settings")
-  origins = [manifest.get("origin") for _, manifest in parts]
-  if any(o != origins[0] for o in origins):
-    raise InputError("parts", "the parts were generated with different settings (their "
-                     "manifests' origin); expected the N parts of one `data generate`")
+  for key, what in (("tokenizer", "tokenizer settings"), ("origin", "generation settings")):
+    if any(m.get(key) != parts[0][1].get(key) for _, m in parts):
+      raise InputError("parts", f"the parts were written with different {what} (their "
+                       f"manifests' {key!r}); expected the N parts of one `data generate`")
+  settings, origin = parts[0][1]["tokenizer"], parts[0][1].get("origin")
   seen: dict[int, pathlib.Path] = {}
   for directory, manifest in parts:
     for entry in manifest["episodes"]:
@@ -243,9 +241,9 @@ def merge_parts(out_dir: str | os.PathLike, part_dirs: Sequence[str | os.PathLik
         "splits": {split: [i for _, m in parts for i in m["splits"][split]]
                    for split in array_records.SPLITS},
         "tfds_dir": str(array_records.dataset_dir(pathlib.Path(TFDS_DIR))),
-        **({"origin": origins[0]} if origins[0] is not None else {}),
+        **({"origin": origin} if origin is not None else {}),
     }
-    manifest["stats"] = _finish(tmp, manifest, settings[0], None, workers)
+    manifest["stats"] = _finish(tmp, manifest, settings, None, workers)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
   return manifest
 

@@ -56,6 +56,9 @@ MIN_DURATION_S, MAX_DURATION_S = 6.0, 20.0
 # What a seed generates: bumped whenever its episodes or their annotations change, so that a
 # dataset cached by an older generator is refused, not reused (data_pipelines/generate.py).
 SUITE_VERSION = 2  # 2: the quiet interval after a response starts at the latest good end
+# A good model's reaction delay (low, high) to something heard complete, and to something seen
+# (from the first video frame that shows it).
+REACTION_S, SEEN_REACTION_S = (0.2, 0.5), (0.1, 0.3)
 TYPED_PROBABILITY = 0.3  # chance that a request is typed rather than spoken
 MODEL_GAIN = 0.8
 
@@ -236,16 +239,16 @@ def _earliest_reply_s(heard_s: float) -> float:
   return timing.output_window_s(turn, timing.CHUNK_MS)[0]
 
 
-def reply_start_s(rng: np.random.Generator, heard_s: float, low_s: float = 0.2,
-                  high_s: float = 0.5) -> float:
+def reply_start_s(rng: np.random.Generator, heard_s: float,
+                  reaction_s: tuple[float, float] = REACTION_S) -> float:
   """When a good model starts reacting to something complete at `heard_s`: a random reaction
-  delay in [low_s, high_s], no earlier than the first output window that can react."""
-  return max(_earliest_reply_s(heard_s), heard_s + rng.uniform(low_s, high_s))
+  delay in `reaction_s` (low, high), no earlier than the first output window that can react."""
+  return max(_earliest_reply_s(heard_s), heard_s + rng.uniform(*reaction_s))
 
 
-def latest_reply_s(heard_s: float, high_s: float = 0.5) -> float:
-  """The latest a good model (`reply_start_s` with the same `high_s`) starts reacting."""
-  return max(_earliest_reply_s(heard_s), heard_s + high_s)
+def latest_reply_s(heard_s: float, reaction_s: tuple[float, float] = REACTION_S) -> float:
+  """The latest a good model (`reply_start_s` with the same `reaction_s`) starts reacting."""
+  return max(_earliest_reply_s(heard_s), heard_s + reaction_s[1])
 
 
 def seen_s(event_s: float) -> float:
@@ -312,7 +315,7 @@ def _interruption(s: _Script) -> VideoFn | None:
   speaking_s = speech.words[-1].start_s - speech.words[0].start_s
   barge_in = start + s.rng.uniform(1.0, min(3.5, speaking_s - 0.6))
   barge_start, barge_end = s.user_says(s.choice(BARGE_INS), barge_in)
-  cut = reply_start_s(s.rng, barge_start, 0.15, 0.35)
+  cut = reply_start_s(s.rng, barge_start, (0.15, 0.35))
   s.model_says(long_answer, start, heard, (heard, heard + REPLY_WINDOW_S), cut_s=cut)
   deadline = barge_start + STOP_WINDOW_S
   quiet_until = barge_end
@@ -335,7 +338,7 @@ def _rep_count(s: _Script) -> VideoFn:
   bounces = np.round(bounces[bounces < MAX_DURATION_S - 2.0], 3)
   free_s = 0.0
   for i, bounce in enumerate(bounces):
-    start = max(reply_start_s(s.rng, seen_s(bounce), 0.1, 0.3), free_s + 0.05)
+    start = max(reply_start_s(s.rng, seen_s(bounce), SEEN_REACTION_S), free_s + 0.05)
     free_s = s.model_says(NUMBER_WORDS[i + 1], start, bounce, (bounce, bounce + COUNT_WINDOW_S))
     s.events.append({"type": "bounce", "time_s": float(bounce)})
   s.quiet(heard, float(bounces[0]))
@@ -361,7 +364,7 @@ def _visual_cue(s: _Script) -> VideoFn:
   for time_s, colour in changes[1:]:
     s.events.append({"type": "colour_change", "time_s": time_s, "colour": colour})
   answer = s.choice(CUE_ANSWERS).format(colour=target)
-  s.model_says(answer, reply_start_s(s.rng, seen_s(change), 0.1, 0.3), change,
+  s.model_says(answer, reply_start_s(s.rng, seen_s(change), SEEN_REACTION_S), change,
                (change, change + REPLY_WINDOW_S))
   s.quiet(heard, change)
   s.annotations.update(target_colour=target, change_s=change,
@@ -375,12 +378,12 @@ def _start_stop(s: _Script) -> VideoFn:
   _, heard = s.user_says(s.choice(START_STOP_INSTRUCTIONS), s.opening_s())
   start = round(heard + s.rng.uniform(0.8, 3.0), 3)
   stop = round(start + s.rng.uniform(1.5, 5.0), 3)
-  said_start = reply_start_s(s.rng, seen_s(start), 0.1, 0.3)
+  said_start = reply_start_s(s.rng, seen_s(start), SEEN_REACTION_S)
   said_end = s.model_says(START_WORD, said_start, start, (start, start + REPLY_WINDOW_S))
-  s.model_says(STOP_WORD, reply_start_s(s.rng, seen_s(stop), 0.1, 0.3), stop,
+  s.model_says(STOP_WORD, reply_start_s(s.rng, seen_s(stop), SEEN_REACTION_S), stop,
                (stop, stop + REPLY_WINDOW_S))
   s.quiet(heard, start)
-  s.quiet_after((said_start, said_end), latest_reply_s(seen_s(start), 0.3), stop)
+  s.quiet_after((said_start, said_end), latest_reply_s(seen_s(start), SEEN_REACTION_S), stop)
   s.events += [{"type": "motion_start", "time_s": start}, {"type": "motion_stop", "time_s": stop}]
   s.annotations["interval_s"] = [start, stop]
   return lambda duration_s: procedural_video.start_stop(s.rng, duration_s, start, stop)
@@ -403,11 +406,12 @@ def _time_speak(s: _Script) -> VideoFn | None:
   for beat in beats:
     free_s = s.model_says(REMINDER_WORD, beat, heard,
                           (beat - BEAT_WINDOW_S[0], beat + BEAT_WINDOW_S[1]))
-  said_start = max(acknowledge_s, free_s + 0.1)
+  after_last_beat_s = free_s + 0.1
+  said_start = max(acknowledge_s, after_last_beat_s)
   said_end = s.model_says(ACKNOWLEDGEMENT, said_start, stop_end,
                           (stop_end, stop_end + REPLY_WINDOW_S))
   cancelled = beats[-1] + period
-  s.quiet_after((said_start, said_end), max(latest_reply_s(stop_end), free_s + 0.1),
+  s.quiet_after((said_start, said_end), max(latest_reply_s(stop_end), after_last_beat_s),
                 cancelled + BEAT_WINDOW_S[1])
   s.min_end_s = cancelled + BEAT_WINDOW_S[1]
   s.annotations.update(period_s=period, typed=typed, beats_s=np.round(beats, 3).tolist(),
@@ -428,7 +432,7 @@ def _live_translation(s: _Script) -> VideoFn | None:
       break
     translation = DICTIONARY[source][column]
     start, end = s.user_says(str(source), t)
-    free_s = s.model_says(translation, max(reply_start_s(s.rng, end, 0.15, 0.4), free_s + 0.1),
+    free_s = s.model_says(translation, max(reply_start_s(s.rng, end, (0.15, 0.4)), free_s + 0.1),
                           end, (end, end + TRANSLATION_LAG_S), voice)
     items.append({"source": str(source), "translation": translation, "source_start_s": start,
                   "source_end_s": end, "window_s": [end, round(end + TRANSLATION_LAG_S, 3)]})

@@ -120,11 +120,12 @@ def test_rep_count_is_graded_within_one_rep(episodes):
     assert scores["count_mae"] == pytest.approx(dropped / count)
 
 
-# The response a quiet interval follows, and when a good model has seen its cue at the latest
-# (synthetic.reply_start_s: it reacts 0.2-0.5 s after time_speak's "stop" ends, 0.1-0.3 s after
-# start_stop's first video frame of the motion).
-QUIET_AFTER = {"time_speak": (-1, lambda r: (r["event_s"], 0.5)),
-               "start_stop": (0, lambda r: (synthetic.seen_s(r["event_s"]), 0.3))}
+# The response a quiet interval follows, and the cue a good model reacts to with its reaction
+# range (synthetic.reply_start_s): time_speak's "stop" ending, start_stop's first video frame of
+# the motion.
+QUIET_AFTER = {"time_speak": (-1, lambda r: (r["event_s"], synthetic.REACTION_S)),
+               "start_stop": (0, lambda r: (synthetic.seen_s(r["event_s"]),
+                                            synthetic.SEEN_REACTION_S))}
 
 
 def test_a_response_at_the_latest_good_reaction_time_breaks_no_quiet_interval():
