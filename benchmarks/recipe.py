@@ -77,7 +77,7 @@ def families(report: dict, trained: tuple[str, ...]) -> list[dict]:
   for family in trained:
     model = report.get(family, {})
     quiet = model.get("quiet_violation_rate")
-    rows.append({"family": family, "score": model.get("score"),
+    rows.append({"family": family, "score": model.get("score"), "score_se": model.get("score_se"),
                  "quiet_violation_rate": quiet,
                  "quiet_met": quiet is None or quiet <= QUIET_BAR,
                  **{f"beats_{name}": bool(model) and beats(model, system.get(family, {}), family)
@@ -187,10 +187,11 @@ def _print(result: dict, path: pathlib.Path) -> None:
   for r in result["targets"]:
     print(f"{r['family'] + '.' + r['metric']:<30} {r['target']:>7} {_fmt(r['model']):>7} "
           f"{_fmt(r['silent']):>7} {_fmt(r['turn_based']):>10}  {'yes' if r['met'] else 'no'}")
-  print(f"\n{'family':<16} {'score':>6} {'quiet viol.':>11} {'beats silent':>12} "
+  print(f"\n{'family':<16} {'score':>6} {'± s.e.':>6} {'quiet viol.':>11} {'beats silent':>12} "
         f"{'beats turn-based':>16} {'gate changed':>12}")
   for r in result["families"]:
-    print(f"{r['family']:<16} {_fmt(r['score']):>6} {_fmt(r['quiet_violation_rate']):>11} "
+    print(f"{r['family']:<16} {_fmt(r['score']):>6} {_fmt(r['score_se']):>6} "
+          f"{_fmt(r['quiet_violation_rate']):>11} "
           f"{str(r['beats_silent']):>12} {str(r['beats_turn_based']):>16} "
           f"{_fmt(r['turn_based_gate_changed']):>12}")
   print(f"every bar met: {result['all_met']}; wrote {path}")

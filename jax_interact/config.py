@@ -158,6 +158,11 @@ def defaults() -> ml_collections.ConfigDict:
   # a teacher-forced pass without gradient (parallel scheduled sampling; one more forward per
   # step): it learns to fall silent after its own, imperfect words, as it must when streaming.
   c.train.own_feedback = 0.0
+  # SpecAugment's frequency masks on what the model hears (models/losses.py `with_masked_bands`):
+  # in training, `freq_masks` bands (0: none) of up to `freq_mask_channels` adjacent mel channels
+  # of the user's audio are silenced in each example, the same bands in all its micro-turns.
+  c.train.freq_masks = 0
+  c.train.freq_mask_channels = 0
   c.train.log_every_steps = 10
   c.train.eval_every_steps = 500
   c.train.eval_batches = 4
@@ -275,6 +280,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "train.grad_accum": _positive,
     "train.feedback_noise": lambda x: 0 <= x <= 1,
     "train.own_feedback": lambda x: 0 <= x <= 1,
+    "train.freq_masks": _non_negative,
+    "train.freq_mask_channels": _non_negative,
     "train.log_every_steps": _positive,
     "train.eval_every_steps": _positive,
     "train.eval_batches": _non_negative,
@@ -324,6 +331,10 @@ def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
                       f"hop_ms * frames_per_token = {s.hop_ms * s.frames_per_token}")
   if s.dmel_log_min >= s.dmel_log_max:
     raise ConfigError(f"{where}.stream.dmel_log_min", "expected dmel_log_min < dmel_log_max")
+  if config.train.freq_mask_channels > s.n_mels:
+    raise ConfigError(f"{where}.train.freq_mask_channels",
+                      f"got {config.train.freq_mask_channels}, expected at most "
+                      f"stream.n_mels={s.n_mels}")
   if m.n_heads % m.n_kv_heads:
     raise ConfigError(f"{where}.model.n_kv_heads", f"got {m.n_kv_heads}, expected a divisor "
                       f"of model.n_heads={m.n_heads}")

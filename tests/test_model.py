@@ -279,6 +279,42 @@ def test_feedback_noise_replaces_only_fed_back_words():
   np.testing.assert_array_equal(same["text_out"], batch["text_out"])
 
 
+def test_frequency_masks_silence_bands_of_what_the_model_hears(setup):
+  """Each example loses at most `masks` runs of at most `max_channels` adjacent mel channels of
+  the user's audio, the same channels in every micro-turn and frame, different between examples;
+  nothing else in the batch changes. The training loss applies them, the evaluation's does not."""
+  config, layout, model, _ = setup
+  batch = jax.tree.map(jnp.asarray, random_batch(layout, 16, N, 64, config.stream.dmel_bins, 7))
+  batch["audio_in"] = batch["audio_in"] | 1  # no bin is SILENCE_BIN before masking
+  masked = losses.with_masked_bands(layout, batch, jax.random.key(0), masks=2, max_channels=3)
+  for key in batch:
+    if key != "audio_in":
+      np.testing.assert_array_equal(masked[key], batch[key])
+  silenced = np.asarray(masked["audio_in"] == SILENCE_BIN)  # [B, N, K, k, M]
+  channels_BM = silenced.reshape(16, -1, config.stream.n_mels)
+  assert np.all(channels_BM == channels_BM[:, :1])  # whole channels, held across micro-turns
+  per_example = channels_BM[:, 0]
+  for row in per_example:
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(int), [0]])) == 1)
+    assert len(runs) <= 2 and row.sum() <= 6
+  assert per_example.any() and len({row.tobytes() for row in per_example}) > 1
+  np.testing.assert_array_equal(np.asarray(masked["audio_in"])[~silenced],
+                                np.asarray(batch["audio_in"])[~silenced])
+
+  masking = config.copy_and_resolve_references()
+  masking.train.freq_masks, masking.train.freq_mask_channels = 2, config.stream.n_mels
+  graphdef, state = nnx.split(model)
+  losses_by_phase = {train: models.kind_of(masking).loss(masking, train)
+                     for train in (True, False)}
+  value = {train: float(jax.jit(lambda b, r, fn=fn: fn(nnx.merge(graphdef, state), b, r)[0])(
+               batch, jax.random.key(3))) for train, fn in losses_by_phase.items()}
+  plain = float(jax.jit(lambda b, r: loss_fn(nnx.merge(graphdef, state), b, r,
+                                             weights=LossWeights.from_config(config.loss))[0])(
+      batch, jax.random.key(3)))
+  assert value[False] == pytest.approx(plain, rel=1e-6)
+  assert value[True] != pytest.approx(plain, rel=1e-6)
+
+
 def test_own_predictions_feed_back_the_models_decisions(setup):
   """With probability 1 every fed-back text token is the sampler's greedy decision from the
   teacher-forced logits (the transcript group first, then the model's text, as the logits are

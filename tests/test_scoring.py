@@ -149,6 +149,31 @@ def test_a_response_at_the_latest_good_reaction_time_breaks_no_quiet_interval():
   assert later_than_reference  # some reference reacted early enough to tell the rules apart
 
 
+def test_a_score_carries_its_standard_error_over_episodes():
+  """With one sample an episode (delegate) the standard error is the textbook one over episodes;
+  where an episode's samples pass or fail together (all of time_speak's beats, or none) it is
+  wider than if every beat were an independent draw; one episode gives none."""
+  def scored(task, behaviours):
+    pooled = scoring.pool([
+        scoring.observe(episode, behave(episode)) for episode, behave in zip(
+            [synthetic.generate_episode(task, i, 3) for i in range(len(behaviours))],
+            behaviours)])
+    return scoring.summarize(pooled), pooled["score"]
+
+  reference = lambda episode: transcripts.reference(episode, CHUNK_MS)
+  silent = lambda episode: baselines.silent()
+  behaviours = [reference] * 5 + [silent] * 3
+  delegate, samples = scored("delegate", behaviours)
+  assert len(samples) == 8 and delegate["score"] == 5 / 8
+  assert delegate["score_se"] == pytest.approx(np.std(samples, ddof=1) / np.sqrt(8))
+
+  beats, samples = scored("time_speak", behaviours)
+  assert len(samples) > 8
+  independent = np.sqrt(beats["score"] * (1 - beats["score"]) / len(samples))
+  assert beats["score_se"] > 1.2 * independent
+  assert scored("time_speak", [reference])[0]["score_se"] is None
+
+
 def test_user_wer_counts_substitutions_insertions_and_deletions():
   assert scoring.word_errors("a b c d".split(), "a x c d e".split()) == 2
   assert scoring.word_errors("a b".split(), []) == 2

@@ -6,7 +6,7 @@
 
 "overall" holds the mean of the family scores (families weighted equally), the user-transcript
 WER over all episodes and the teacher-forced mel L1 (mel.py; turn_based shares the model's).
-    scores.png   each family's `score` for the three systems
+    scores.png   each family's `score` for the three systems, with its standard error
     latency.png  per family, the distribution of its main latency for model and turn_based
     timelines/<family>.png  a few episodes on a time axis: user speech, the reference's and the
                  model's speech (words written in), the quiet intervals
@@ -149,11 +149,13 @@ def plot_scores(report: dict[str, Any]) -> plt.Figure:
   for i, system in enumerate(SYSTEMS):
     source = report if system == "model" else report["baselines"][system]
     values = [source.get(f, {}).get("score") or 0.0 for f in families]
-    ax.bar(np.arange(len(families)) + (i - 1) * width, values, width, label=system)
+    errors = [source.get(f, {}).get("score_se") or 0.0 for f in families]
+    ax.bar(np.arange(len(families)) + (i - 1) * width, values, width, yerr=errors, capsize=2,
+           label=system)
   ax.set_xticks(np.arange(len(families)), families, rotation=30, ha="right")
   ax.set_ylim(0, 1.05)
   ax.set_ylabel("score")
-  ax.set_title("per-task score")
+  ax.set_title("per-task score (bars: one standard error over episodes)")
   ax.legend()
   fig.tight_layout()
   return fig

@@ -13,6 +13,8 @@ starting at or after the event and before the user's next word (the horizon).
 
 Every family also reports:
   score                 the headline in [0, 1] (per family below; the report's bar chart)
+  score_se              its standard error over episodes, each episode one cluster of samples
+                        (the beats or questions of one episode are not independent draws)
   quiet_violation_rate  fraction of the episode's `quiet_s` intervals in which the model spoke
                         for more than QUIET_TOLERANCE_S (one micro-turn)
   user_wer              word error rate of the streamed user transcript against the user's words
@@ -33,6 +35,8 @@ from jax_interact.streams.episode import Episode
 
 Observations = dict[str, list[float]]
 QUIET_TOLERANCE_S = 0.2
+# Per-episode totals that `summarize` turns into one pooled metric each, not a mean of its own.
+_PER_EPISODE_SUMS = ("user_word_errors", "user_words", "score_sum", "score_samples")
 
 
 def _reply(episode: Episode, behaviour: Behaviour, event_s: float,
@@ -293,6 +297,8 @@ def observe(episode: Episode, behaviour: Behaviour) -> Observations:
   hypothesis = [normalise(w) for w in behaviour.user_transcript]
   obs["user_word_errors"] = [float(word_errors(reference, hypothesis))]
   obs["user_words"] = [float(len(reference))]
+  obs["score_sum"] = [float(sum(obs["score"]))]
+  obs["score_samples"] = [float(len(obs["score"]))]
   return obs
 
 
@@ -309,7 +315,7 @@ def summarize(obs: Observations) -> dict[str, float | None]:
   """Metric name -> value (module docstring); `user_wer` from the pooled word errors."""
   metrics: dict[str, float | None] = {}
   for key, samples in obs.items():
-    if key in ("user_word_errors", "user_words"):
+    if key in _PER_EPISODE_SUMS:
       continue
     values = np.asarray(samples, np.float64)
     if key.endswith("_s"):
@@ -320,7 +326,23 @@ def summarize(obs: Observations) -> dict[str, float | None]:
       metrics[key] = float(values.mean()) if values.size else None
   if "user_words" in obs:
     metrics["user_wer"] = sum(obs["user_word_errors"]) / max(sum(obs["user_words"]), 1.0)
+  if "score_samples" in obs:
+    metrics["score_se"] = clustered_standard_error(obs["score_sum"], obs["score_samples"])
   return metrics
+
+
+def clustered_standard_error(sums: list[float], counts: list[float]) -> float | None:
+  """Standard error of the pooled mean sum(sums) / sum(counts) when each episode contributes
+  `counts[i]` samples adding to `sums[i]` (the cluster-robust estimate, episodes as clusters);
+  None with fewer than two episodes that have samples."""
+  sums_E, counts_E = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
+  sums_E, counts_E = sums_E[counts_E > 0], counts_E[counts_E > 0]
+  n = len(counts_E)
+  if n < 2:
+    return None
+  mean = sums_E.sum() / counts_E.sum()
+  spread = np.sum((sums_E - mean * counts_E) ** 2) * n / (n - 1)
+  return float(np.sqrt(spread) / counts_E.sum())
 
 
 def score_episode(episode: Episode, behaviour: Behaviour) -> dict[str, float | None]:

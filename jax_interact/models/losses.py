@@ -100,6 +100,29 @@ def with_feedback_noise(layout: Layout, batch: dict[str, jax.Array], rng: jax.Ar
   return noisy
 
 
+def with_masked_bands(layout: Layout, batch: dict[str, jax.Array], rng: jax.Array, masks: int,
+                      max_channels: int) -> dict[str, jax.Array]:
+  """`batch` with `masks` bands of 0 to `max_channels` adjacent mel channels of the user's audio
+  (the input dMel groups) set to SILENCE_BIN, drawn per example and held across its micro-turns
+  (SpecAugment's frequency masks): the model must hear words from the rest of the spectrum.
+  The voice the model hears of its own (output groups) is untouched."""
+  groups = layout.groups(Segment.INPUT, Token.DMEL)
+  n_examples, n_mels = batch[groups[0].key].shape[0], layout.n_mels
+  width_rng, start_rng = jax.random.split(rng)
+  width_BJ = jax.random.randint(width_rng, (n_examples, masks), 0, max_channels + 1)
+  start_BJ = jnp.floor(jax.random.uniform(start_rng, (n_examples, masks)) *
+                       (n_mels - width_BJ + 1)).astype(jnp.int32)
+  channel_M = jnp.arange(n_mels)
+  masked_BM = jnp.any((channel_M >= start_BJ[..., None]) &
+                      (channel_M < (start_BJ + width_BJ)[..., None]), axis=1)
+  masked = dict(batch)
+  for group in groups:
+    bins = batch[group.key]
+    in_band = masked_BM.reshape(n_examples, *(1,) * (bins.ndim - 2), n_mels)
+    masked[group.key] = jnp.where(in_band, jnp.asarray(SILENCE_BIN, bins.dtype), bins)
+  return masked
+
+
 def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
                          rng: jax.Array, probability: float, silence_threshold: float,
                          continue_threshold: float, voicing_threshold: float
@@ -139,16 +162,19 @@ def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
 
 def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
             weights: LossWeights, feedback_noise: float = 0.0, own_feedback: float = 0.0,
-            silence_threshold: float = 0.5, continue_threshold: float = 0.5,
-            voicing_threshold: float = 0.5
+            freq_masks: int = 0, freq_mask_channels: int = 0, silence_threshold: float = 0.5,
+            continue_threshold: float = 0.5, voicing_threshold: float = 0.5
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(scalar loss, metrics) of one batch; `rng` draws the flow-matching noise and times, the
-  feedback noise (`with_feedback_noise`: the model reads noisy tokens, targets stay clean) and
-  which fed-back tokens are the model's own (`with_own_predictions`, targets stay clean)."""
+  frequency masks of the user's audio (`with_masked_bands`), the feedback noise
+  (`with_feedback_noise`: the model reads noisy tokens, targets stay clean) and which fed-back
+  tokens are the model's own (`with_own_predictions`, targets stay clean)."""
   layout = model.layout
   rng, noise_rng = jax.random.split(rng)
-  fed = (with_feedback_noise(layout, batch, noise_rng, feedback_noise, model.vocab_size)
-         if feedback_noise > 0 else batch)
+  fed = (with_masked_bands(layout, batch, jax.random.fold_in(noise_rng, 2), freq_masks,
+                           freq_mask_channels) if freq_masks > 0 else batch)
+  if feedback_noise > 0:
+    fed = with_feedback_noise(layout, fed, noise_rng, feedback_noise, model.vocab_size)
   if own_feedback > 0:
     fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
                                silence_threshold, continue_threshold, voicing_threshold)

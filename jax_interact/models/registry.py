@@ -49,6 +49,8 @@ def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
   return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
                            feedback_noise=config.train.feedback_noise if train else 0.0,
                            own_feedback=config.train.own_feedback if train else 0.0,
+                           freq_masks=config.train.freq_masks if train else 0,
+                           freq_mask_channels=config.train.freq_mask_channels,
                            silence_threshold=config.sample.silence_threshold,
                            continue_threshold=config.sample.continue_threshold,
                            voicing_threshold=config.sample.voicing_threshold)
