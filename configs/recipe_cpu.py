@@ -2,7 +2,8 @@
 
 The recipe for a machine without an accelerator (docs/BENCHMARKS.md has what it reached: all 8
 targets, the user transcript's WER included, on its own validation episodes and on seed 13, and 7 on
-seed 12 (delegate 0.75 of 0.8), seeds it never trained on, in about an hour; quiet intervals
+seed 12 (delegate 0.75 of 0.8), seeds it never trained on, in about an hour; over four held-out
+seeds, 80 episodes a family, delegate 0.76 ± 0.05 is the one target it misses; quiet intervals
 kept in every family but time_speak on seed 13, 2 of 19). It is configs/demo.py (compact micro-turn, the
 model's own audio fed back as voicing, `<sil>` 0.3) with the two background slots per micro-turn
 that a delegate's results arrive in (the demo has none), and without the demo's feedback noise,
