@@ -70,9 +70,9 @@ def build(results: Results, overall_extra: dict[str, dict[str, Any]],
   def system_report(system: str) -> dict[str, Any]:
     families = {family: scoring.summarize(obs) for family, obs in results[system].items()}
     scores = [m["score"] for m in families.values() if m.get("score") is not None]
-    everything = scoring.summarize(scoring.pool(list(results[system].values())))
     overall = {"score": float(np.mean(scores)) if scores else None,
-               "user_wer": everything.get("user_wer"), **overall_extra.get(system, {})}
+               "user_wer": scoring.user_wer(scoring.pool(list(results[system].values()))),
+               **overall_extra.get(system, {})}
     return {**families, "overall": overall}
 
   report = system_report("model")

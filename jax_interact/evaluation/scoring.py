@@ -325,10 +325,17 @@ def summarize(obs: Observations) -> dict[str, float | None]:
     else:
       metrics[key] = float(values.mean()) if values.size else None
   if "user_words" in obs:
-    metrics["user_wer"] = sum(obs["user_word_errors"]) / max(sum(obs["user_words"]), 1.0)
+    metrics["user_wer"] = user_wer(obs)
   if "score_samples" in obs:
     metrics["score_se"] = clustered_standard_error(obs["score_sum"], obs["score_samples"])
   return metrics
+
+
+def user_wer(obs: Observations) -> float | None:
+  """Word errors summed over the episodes of `obs` / their reference words (None: no episode)."""
+  if "user_words" not in obs:
+    return None
+  return sum(obs["user_word_errors"]) / max(sum(obs["user_words"]), 1.0)
 
 
 def clustered_standard_error(sums: list[float], counts: list[float]) -> float | None:
