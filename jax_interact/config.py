@@ -96,6 +96,9 @@ def defaults() -> ml_collections.ConfigDict:
   # A copy head (models/copy_head.py): text slots may also point at the bg tokens of the
   # micro-turns they see (a background result's number), gated against the text head.
   c.model.text_copy = False
+  # With the copy head: a bg token after the one a text slot's stream said last gets a learned
+  # bias (the last piece of a number split in two).
+  c.model.copy_follow = False
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2
   # MoE capacity factor: 0 computes every routed token (ragged_dot); c > 0 gives each expert room
@@ -331,6 +334,9 @@ def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
                       f"hop_ms * frames_per_token = {s.hop_ms * s.frames_per_token}")
   if s.dmel_log_min >= s.dmel_log_max:
     raise ConfigError(f"{where}.stream.dmel_log_min", "expected dmel_log_min < dmel_log_max")
+  if m.copy_follow and not m.text_copy:
+    raise ConfigError(f"{where}.model.copy_follow", "got True, expected it only with "
+                      "model.text_copy=True (it biases the copy head's pointer)")
   if config.train.freq_mask_channels > s.n_mels:
     raise ConfigError(f"{where}.train.freq_mask_channels",
                       f"got {config.train.freq_mask_channels}, expected at most "

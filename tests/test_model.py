@@ -166,7 +166,7 @@ def test_a_tied_text_head_says_the_token_whose_embedding_matches():
   word = len(SPECIAL_PIECES) + 5
   row = 10.0 * query[0] / jnp.linalg.norm(query[0])
   model.text_embed.table[...] = model.text_embed.table[...].at[word].set(row)
-  assert int(jnp.argmax(model.text_logits(hidden, turn=None, memory=None)[0])) == word
+  assert int(jnp.argmax(model.text_logits(hidden, turn=None, previous=None, memory=None)[0])) == word
   np.testing.assert_allclose(model.text_embed(jnp.array([word]))[0], row, rtol=1e-6)
 
 
@@ -175,7 +175,7 @@ def test_a_copy_head_says_the_bg_token_it_points_at_and_only_one_it_can_see():
   text head prefers another; a bg token older than the window or an empty (`<pad>`) bg slot is
   never said; the mixture is a distribution."""
   with placement():
-    head = CopyHead(8, 8, window_turns=2, precision=Precision(), rngs=nnx.Rngs(0))
+    head = CopyHead(8, 8, window_turns=2, precision=Precision(), follow=False, rngs=nnx.Rngs(0))
   head.key.w[...] = jnp.eye(8)
   head.query.w[...] = jnp.eye(8)
   head.gate.w[...] = jnp.zeros_like(head.gate.w[...])
@@ -185,11 +185,41 @@ def test_a_copy_head_says_the_bg_token_it_points_at_and_only_one_it_can_see():
   logits_BQV = jnp.zeros((1, 3, 16)).at[..., 10].set(5.0)
   hidden_BQD = 10.0 * jnp.eye(8)[jnp.array([[1, 1, 3]])]  # the keys of `6`, `6` and `<pad>`
   turn_BQ = jnp.array([[1, 2, 1]])  # `6` (micro-turn 0) is 1 and 2 micro-turns old
-  log_probs = head(logits_BQV, hidden_BQD, turn_BQ, memory)
+  log_probs = head(logits_BQV, hidden_BQD, turn_BQ, jnp.full((1, 3), PAD), memory)
   np.testing.assert_allclose(jnp.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
   assert int(jnp.argmax(log_probs[0, 0])) == 6
   assert float(jnp.exp(log_probs[0, 1, 6])) < 1e-6
   assert float(jnp.exp(log_probs[0, 2, PAD])) < 1e-6
+
+
+def test_a_following_copy_head_says_the_piece_after_the_one_said_last():
+  """With `follow`, a slot whose stream just said "▁46" says the bg token that arrived after it
+  ("2"), across an empty slot and a micro-turn boundary, though its query matches nothing and
+  its gate alone is shut; a slot that said something else, or `<sil>`, stays generative; a ring
+  written micro-turn by micro-turn remembers the same predecessors as a training window."""
+  with placement():
+    head = CopyHead(8, 8, window_turns=4, precision=Precision(), follow=True, rngs=nnx.Rngs(0))
+  head.query.w[...] = jnp.zeros_like(head.query.w[...])
+  head.gate.w[...] = jnp.zeros_like(head.gate.w[...])
+  head.gate.b[...] = jnp.full_like(head.gate.b[...], -10.0)
+  head.follow.w[...] = jnp.zeros_like(head.follow.w[...])
+  head.follow.b[...] = jnp.array([20.0, 30.0])
+  piece_46, piece_2, piece_is = 20, 21, 22
+  ids_BNK = jnp.array([[[piece_is, piece_46], [PAD, piece_2]]])
+  keys_BNKC = jnp.zeros((1, 2, 2, 8))
+  memory = CopyMemory.of_window(keys_BNKC, ids_BNK)
+  logits_BQV = jnp.zeros((1, 3, 32)).at[..., 10].set(5.0)
+  previous_BQ = jnp.array([[piece_46, piece_is, SIL]])
+  log_probs = head(logits_BQV, jnp.zeros((1, 3, 8)), jnp.ones((1, 3), jnp.int32), previous_BQ,
+                   memory)
+  assert int(jnp.argmax(log_probs[0, 0])) == piece_2
+  assert int(jnp.argmax(log_probs[0, 1])) == piece_46
+  assert int(jnp.argmax(log_probs[0, 2])) == 10
+  ring = CopyMemory.empty(1, 4, 2, 8, jnp.float32)
+  for turn in range(2):
+    ring = ring.write(keys_BNKC[:, turn], ids_BNK[:, turn], jnp.array([turn]))
+  np.testing.assert_array_equal(ring.before_BM[:, :4], memory.before_BM)
+  np.testing.assert_array_equal(memory.before_BM, [[PAD, piece_is, piece_46, piece_46]])
 
 
 def test_a_tied_text_head_is_charged_its_table_as_a_matmul():

@@ -40,11 +40,23 @@ def test_voicing_feedback_tied_text_head_and_copy_head_stream_matches_forward():
       config, models.build(config, nnx.Rngs(0)))
 
 
-def test_teacher_forced_stream_matches_forward_past_the_window(config, model):
+def test_a_copy_head_that_follows_the_bg_tokens_streams_as_forward():
+  """With `model.copy_follow` (each bg token's predecessor carried across micro-turns in the
+  ring), streaming equals forward. Text ids are drawn from 12, so bg tokens often follow the
+  token just said, and the follow bias is large, so a disagreement would show."""
+  config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
+                                               "model.sinks=3", "model.text_copy=True",
+                                               "model.copy_follow=True"])
+  model = models.build(config, nnx.Rngs(0))
+  model.copy.follow.b[...] = jnp.full_like(model.copy.follow.b[...], 8.0)
+  test_teacher_forced_stream_matches_forward_past_the_window(config, model, text_vocab=12)
+
+
+def test_teacher_forced_stream_matches_forward_past_the_window(config, model, text_vocab=None):
   """Logits of every text slot agree with the forward pass, also once the ring has wrapped."""
   n_turns = 3 * WINDOW_TURNS  # the ring buffer wraps twice
   batch = {k: jnp.asarray(v) for k, v in
-           random_batch(model.layout, 2, n_turns, config.model.vocab_size,
+           random_batch(model.layout, 2, n_turns, text_vocab or config.model.vocab_size,
                         config.stream.dmel_bins, seed=1).items()}
   forward = nnx.jit(lambda m, b: m(b))(model, batch)
   expected, expected_voicing = forward["text_logits"], forward["voicing_logits"]

@@ -175,8 +175,8 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
       tokens.append(bins_BKM)
       x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), group.kind)
     else:
-      logits_BV = model.text_logits(h_BD, state.turn_B, state.copy)
       previous_B = state.prev_outputs[group.key][:, -1] if index == 0 else tokens[-1]
+      logits_BV = model.text_logits(h_BD, state.turn_B, previous_B, state.copy)
       ids_B = _sample_text(logits_BV, previous_B, slot_rngs_KB[j], sampling)
       if forced is not None:
         ids_B = forced[group.key][:, index]

@@ -11,6 +11,13 @@ pointer's, scattered onto the tokens pointed at:
 
   p(token) = (1 - g) * softmax(generative logits) + g * sum_{m: id_m = token} softmax(scores)_m
 
+With `model.copy_follow` the pointer also knows where a copy goes on: each bg token remembers the
+bg token that arrived before it, and where that one is the token the text slot's stream said last,
+a bias learned per slot (`follow`) raises its score and opens the gate. A number split into two
+pieces ("▁46", "2") then ends with the piece after the one just said, which the content match
+alone, teacher-forced, missed in 3 of 20 held-out answers (docs/BENCHMARKS.md, "Copy what
+follows").
+
 Training builds the memory of a whole window (`CopyMemory.of_window`); a streaming session keeps
 a ring of the last `window_turns` micro-turns' keys and ids beside the KV cache
 (`CopyMemory.empty`, `CopyMemory.write`). Slots with no visible bg token use the generative
@@ -29,7 +36,7 @@ from flax import nnx
 
 from jax_interact.models.layers import Dense, Precision
 from jax_interact.models.window import attention_mask
-from jax_interact.streams.tokenizer import PAD
+from jax_interact.streams.tokenizer import PAD, SPECIAL_PIECES
 
 # Stands for log(0) where a finite value keeps gradients finite.
 _LOG_ZERO = -1e30
@@ -38,65 +45,94 @@ _LOG_ZERO = -1e30
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class CopyMemory:
-  """The bg tokens a text slot may copy: keys, ids and the micro-turn each came in (-1: empty)."""
+  """The bg tokens a text slot may copy: keys, ids, the micro-turn each came in (-1: empty) and
+  the bg token before each (`<pad>` for none); `last_B` is the last bg token written."""
 
   keys_BMC: jax.Array
   ids_BM: jax.Array  # int32
   turn_BM: jax.Array  # int32
+  before_BM: jax.Array  # int32
+  last_B: jax.Array  # int32
 
   @classmethod
   def empty(cls, batch: int, turns: int, slots: int, dim: int, dtype) -> CopyMemory:
     """A ring for `turns` micro-turns of `slots` bg tokens each."""
     m = turns * slots
     return cls(keys_BMC=jnp.zeros((batch, m, dim), dtype), ids_BM=jnp.full((batch, m), PAD),
-               turn_BM=jnp.full((batch, m), -1, jnp.int32))
+               turn_BM=jnp.full((batch, m), -1, jnp.int32), before_BM=jnp.full((batch, m), PAD),
+               last_B=jnp.full((batch,), PAD))
 
   @classmethod
   def of_window(cls, keys_BNKC: jax.Array, ids_BNK: jax.Array) -> CopyMemory:
     """The memory of a training window: the bg keys and ids of its N micro-turns, numbered 0..N-1
     (only differences of micro-turns matter)."""
     b, n, k, c = keys_BNKC.shape
+    ids_BM = ids_BNK.reshape(b, n * k).astype(jnp.int32)
     turn_BM = jnp.broadcast_to(jnp.repeat(jnp.arange(n, dtype=jnp.int32), k), (b, n * k))
-    return cls(keys_BMC=keys_BNKC.reshape(b, n * k, c), ids_BM=ids_BNK.reshape(b, n * k),
-               turn_BM=turn_BM)
+    before_BM, last_B = _tokens_before(ids_BM, jnp.full((b,), PAD))
+    return cls(keys_BMC=keys_BNKC.reshape(b, n * k, c), ids_BM=ids_BM, turn_BM=turn_BM,
+               before_BM=before_BM, last_B=last_B)
 
   def write(self, keys_BKC: jax.Array, ids_BK: jax.Array, turn_B: jax.Array) -> CopyMemory:
     """The ring with micro-turn `turn_B`'s bg keys and ids in place of the oldest micro-turn's."""
     k = ids_BK.shape[1]
+    ids_BK = ids_BK.astype(jnp.int32)
+    before_BK, last_B = _tokens_before(ids_BK, self.last_B)
     start_B = (turn_B % (self.ids_BM.shape[1] // k)) * k
     put = jax.vmap(lambda ring, new, start: jax.lax.dynamic_update_slice_in_dim(ring, new, start, 0))
     return CopyMemory(keys_BMC=put(self.keys_BMC, keys_BKC.astype(self.keys_BMC.dtype), start_B),
-                      ids_BM=put(self.ids_BM, ids_BK.astype(jnp.int32), start_B),
+                      ids_BM=put(self.ids_BM, ids_BK, start_B),
                       turn_BM=put(self.turn_BM, jnp.broadcast_to(turn_B[:, None], ids_BK.shape),
-                                  start_B))
+                                  start_B),
+                      before_BM=put(self.before_BM, before_BK, start_B), last_B=last_B)
+
+
+def _tokens_before(ids_BM: jax.Array, last_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(the bg token before each of `ids_BM` in arrival order, skipping empty slots, with `last_B`
+  before the first; the last of them all)."""
+  ids_BM = jnp.concatenate([last_B[:, None], ids_BM], axis=1)
+  filled_BM = jnp.where(ids_BM != PAD, jnp.arange(ids_BM.shape[1]), 0)
+  latest_BM = jnp.take_along_axis(ids_BM, jax.lax.cummax(filled_BM, axis=1), axis=1)
+  return latest_BM[:, :-1], latest_BM[:, -1]
 
 
 class CopyHead(nnx.Module):
   """Keys from temporal hidden states (d_model), queries and gates from local ones (d_local)."""
 
   def __init__(self, d_model: int, d_local: int, window_turns: int, precision: Precision, *,
-               rngs: nnx.Rngs):
+               follow: bool, rngs: nnx.Rngs):
     self.window_turns = window_turns
     self.key = Dense(d_model, d_local, ("embed", None), precision, rngs=rngs)
     self.query = Dense(d_local, d_local, ("embed", None), precision, rngs=rngs)
     self.gate = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
+    # Per slot: the bias of a bg token after the one said last, on its score and on the gate.
+    self.follow = (Dense(d_local, 2, ("embed", None), precision, rngs=rngs, use_bias=True)
+                   if follow else None)
 
   def __call__(self, logits_BQV: jax.Array, hidden_BQD: jax.Array, turn_BQ: jax.Array,
-               memory: CopyMemory) -> jax.Array:
+               previous_BQ: jax.Array, memory: CopyMemory) -> jax.Array:
     """float32 log-probabilities [B, Q, V] of Q text slots (micro-turn `turn_BQ`, local hidden
-    states `hidden_BQD`) mixing the generative `logits_BQV` with the pointer over `memory`."""
+    states `hidden_BQD`, the token said before each in its stream `previous_BQ`) mixing the
+    generative `logits_BQV` with the pointer over `memory`."""
     query_BQC = self.query(hidden_BQD, out_dtype=jnp.float32)
     scores_BQM = jnp.einsum("bqc,bmc->bqm", query_BQC, memory.keys_BMC.astype(jnp.float32))
     scores_BQM = scores_BQM / jnp.sqrt(jnp.float32(query_BQC.shape[-1]))
     # The temporal attention's window rule, with micro-turns as positions (one token each).
     visible_BQM = (attention_mask(turn_BQ, memory.turn_BM, 1, self.window_turns, 0) &
                    (memory.ids_BM != PAD)[:, None, :])
+    gate_BQ = self.gate(hidden_BQD, out_dtype=jnp.float32)[..., 0]
+    if self.follow is not None:
+      said_word_BQ = previous_BQ >= len(SPECIAL_PIECES)
+      follows_BQM = (visible_BQM & said_word_BQ[..., None] &
+                     (memory.before_BM[:, None, :] == previous_BQ[..., None]))
+      bias_BQ2 = self.follow(hidden_BQD, out_dtype=jnp.float32)
+      scores_BQM = scores_BQM + bias_BQ2[..., :1] * follows_BQM
+      gate_BQ = gate_BQ + bias_BQ2[..., 1] * jnp.any(follows_BQM, axis=-1)
     pointer_BQM = jax.nn.softmax(jnp.where(visible_BQM, scores_BQM, _LOG_ZERO), axis=-1)
     ids_BMV = jax.nn.one_hot(memory.ids_BM, logits_BQV.shape[-1], dtype=jnp.float32)
     copy_BQV = jnp.einsum("bqm,bmv->bqv", pointer_BQM, ids_BMV)
     log_copy_BQV = jnp.where(copy_BQV > 0, jnp.log(jnp.where(copy_BQV > 0, copy_BQV, 1.0)),
                              _LOG_ZERO)
-    gate_BQ = self.gate(hidden_BQD, out_dtype=jnp.float32)[..., 0]
     log_generate_BQV = jax.nn.log_softmax(logits_BQV.astype(jnp.float32), axis=-1)
     mixed_BQV = jnp.logaddexp(jax.nn.log_sigmoid(-gate_BQ)[..., None] + log_generate_BQV,
                               jax.nn.log_sigmoid(gate_BQ)[..., None] + log_copy_BQV)

@@ -34,6 +34,7 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.errors import ConfigError
+from jax_interact.models import decisions
 from jax_interact.models.attention import KVCache, Window
 from jax_interact.models.copy_head import CopyHead, CopyMemory
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
@@ -64,6 +65,7 @@ class InteractionConfig:
   audio_feedback: str  # "dmel" | "voicing": what the model hears of its own audio
   text_head: str  # "separate" | "tied": text logits from their own table or the text embedding
   text_copy: bool  # text slots may point at bg tokens (models/copy_head.py)
+  copy_follow: bool  # ... and know which bg token follows the one they said last
   remat: str
   scan_layers: bool
 
@@ -81,7 +83,7 @@ class InteractionConfig:
                temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
                sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
                audio_feedback=m.audio_feedback, text_head=m.text_head, text_copy=m.text_copy,
-               remat=m.remat, scan_layers=m.scan_layers)
+               copy_follow=m.copy_follow, remat=m.remat, scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
@@ -131,8 +133,8 @@ class InteractionModel(nnx.Module):
     self.text_head = (Dense(d_local, d, ("embed", None), precision, rngs=rngs)
                       if self.tied_text_head else
                       Dense(d_local, c.vocab_size, ("embed", "vocab"), precision, rngs=rngs))
-    self.copy = (CopyHead(d, d_local, c.window_turns, precision, rngs=rngs) if c.text_copy
-                 else None)
+    self.copy = (CopyHead(d, d_local, c.window_turns, precision, follow=c.copy_follow, rngs=rngs)
+                 if c.text_copy else None)
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
     self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
                          precision, rngs=rngs)
@@ -240,13 +242,14 @@ class InteractionModel(nnx.Module):
     y_B1D, cache, _ = self.local(x_B1D, self.local_window, pos_B1, cache)
     return y_B1D[:, 0], cache
 
-  def text_logits(self, local_hidden: jax.Array, turn: jax.Array,
+  def text_logits(self, local_hidden: jax.Array, turn: jax.Array, previous: jax.Array,
                   memory: CopyMemory | None) -> jax.Array:
     """float32 [B, ..., vocab] from local hidden states [B, ..., d_local] of text slots in
     micro-turns `turn` [B, ...]: through their own table, or with `model.text_head="tied"`
     projected to d_model and scored against the text embedding table (scaled by 1/sqrt(d_model)).
     With `model.text_copy` they are log-probabilities mixing those logits with the copy head's
-    pointer over the bg tokens of `memory` (models/copy_head.py)."""
+    pointer over the bg tokens of `memory` (models/copy_head.py), which with `model.copy_follow`
+    reads the token before each slot in its stream, `previous` [B, ...]."""
     if self.tied_text_head:
       logits = self.text_embed.decode(self.text_head(local_hidden))
     else:
@@ -256,7 +259,7 @@ class InteractionModel(nnx.Module):
     b = logits.shape[0]
     mixed = self.copy(logits.reshape(b, -1, logits.shape[-1]),
                       local_hidden.reshape(b, -1, local_hidden.shape[-1]), turn.reshape(b, -1),
-                      memory)
+                      previous.reshape(b, -1), memory)
     return mixed.reshape(logits.shape)
 
   def init_copy_memory(self, batch: int) -> CopyMemory | None:
@@ -346,7 +349,11 @@ class InteractionModel(nnx.Module):
     memory = (CopyMemory.of_window(self.bg_keys(h_BNLD[:, :, :layout.input_len]), batch["bg"])
               if self.copy is not None else None)
     turn_BNK = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], text_hidden.shape[:3])
-    return {"text_logits": self.text_logits(text_hidden, turn_BNK, memory),
+    previous = {g.key: decisions.previous_ids(batch[g.key]) for g, _ in layout.output_segment()
+                if g.token is Token.TEXT}
+    previous_BNK = jnp.stack([previous[g.key][:, :, i] for g, i in layout.output_segment()
+                              if g.token is Token.TEXT], axis=2)
+    return {"text_logits": self.text_logits(text_hidden, turn_BNK, previous_BNK, memory),
             "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
 
