@@ -166,7 +166,7 @@ def test_a_tied_text_head_says_the_token_whose_embedding_matches():
   word = len(SPECIAL_PIECES) + 5
   row = 10.0 * query[0] / jnp.linalg.norm(query[0])
   model.text_embed.table[...] = model.text_embed.table[...].at[word].set(row)
-  assert int(jnp.argmax(model.text_logits(hidden, turn=None, previous=None, memory=None)[0])) == word
+  assert int(jnp.argmax(model.text_logits(hidden, turn=None, said=None, memory=None)[0])) == word
   np.testing.assert_allclose(model.text_embed(jnp.array([word]))[0], row, rtol=1e-6)
 
 
@@ -192,11 +192,12 @@ def test_a_copy_head_says_the_bg_token_it_points_at_and_only_one_it_can_see():
   assert float(jnp.exp(log_probs[0, 2, PAD])) < 1e-6
 
 
-def test_a_following_copy_head_says_the_piece_after_the_one_said_last():
-  """With `follow`, a slot whose stream just said "▁46" says the bg token that arrived after it
+def test_a_following_copy_head_says_the_piece_after_the_word_said_last():
+  """With `follow`, a slot whose stream said "▁46" last says the bg token that arrived after it
   ("2"), across an empty slot and a micro-turn boundary, though its query matches nothing and
-  its gate alone is shut; a slot that said something else, or `<sil>`, stays generative; a ring
-  written micro-turn by micro-turn remembers the same predecessors as a training window."""
+  its gate alone is shut; a slot that said something else says what follows that, one whose
+  stream said nothing stays generative; a ring written micro-turn by micro-turn remembers the
+  same predecessors as a training window; the last word said skips silences."""
   with placement():
     head = CopyHead(8, 8, window_turns=4, precision=Precision(), follow=True, rngs=nnx.Rngs(0))
   head.query.w[...] = jnp.zeros_like(head.query.w[...])
@@ -209,8 +210,8 @@ def test_a_following_copy_head_says_the_piece_after_the_one_said_last():
   keys_BNKC = jnp.zeros((1, 2, 2, 8))
   memory = CopyMemory.of_window(keys_BNKC, ids_BNK)
   logits_BQV = jnp.zeros((1, 3, 32)).at[..., 10].set(5.0)
-  previous_BQ = jnp.array([[piece_46, piece_is, SIL]])
-  log_probs = head(logits_BQV, jnp.zeros((1, 3, 8)), jnp.ones((1, 3), jnp.int32), previous_BQ,
+  said_BQ = jnp.array([[piece_46, piece_is, PAD]])
+  log_probs = head(logits_BQV, jnp.zeros((1, 3, 8)), jnp.ones((1, 3), jnp.int32), said_BQ,
                    memory)
   assert int(jnp.argmax(log_probs[0, 0])) == piece_2
   assert int(jnp.argmax(log_probs[0, 1])) == piece_46
@@ -220,6 +221,9 @@ def test_a_following_copy_head_says_the_piece_after_the_one_said_last():
     ring = ring.write(keys_BNKC[:, turn], ids_BNK[:, turn], jnp.array([turn]))
   np.testing.assert_array_equal(ring.before_BM[:, :4], memory.before_BM)
   np.testing.assert_array_equal(memory.before_BM, [[PAD, piece_is, piece_46, piece_46]])
+  text_BNK = jnp.array([[[SIL, piece_is], [SIL, SIL], [piece_46, SIL]]])
+  np.testing.assert_array_equal(decisions.previous_words(text_BNK),
+                                [[[PAD, PAD], [piece_is, piece_is], [piece_is, piece_46]]])
 
 
 def test_a_tied_text_head_is_charged_its_table_as_a_matmul():

@@ -42,8 +42,9 @@ def test_voicing_feedback_tied_text_head_and_copy_head_stream_matches_forward():
 
 def test_a_copy_head_that_follows_the_bg_tokens_streams_as_forward():
   """With `model.copy_follow` (each bg token's predecessor carried across micro-turns in the
-  ring), streaming equals forward. Text ids are drawn from 12, so bg tokens often follow the
-  token just said, and the follow bias is large, so a disagreement would show."""
+  ring, each stream's last word in the session state), streaming equals forward. Text ids are
+  drawn from 12 (4 words and the specials), so bg tokens often follow the last word said, across
+  silences too, and the follow bias is large, so a disagreement would show."""
   config = config_lib.load("configs/tiny.py", [f"model.window_turns={WINDOW_TURNS}",
                                                "model.sinks=3", "model.text_copy=True",
                                                "model.copy_follow=True"])

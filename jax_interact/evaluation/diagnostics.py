@@ -45,18 +45,13 @@ from jax_interact.evaluation.scoring import Observations
 from jax_interact.inference import session
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.models import decisions
+from jax_interact.models.decisions import is_word
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import voiced
 from jax_interact.streams.layout import SlotKind, Token
-from jax_interact.streams.tokenizer import SPECIAL_PIECES
 
 WORD_SPAN_TURNS = 3  # a word lasts at most this many micro-turns (0.6 s) after its first token
-
-
-def is_word(ids: np.ndarray) -> np.ndarray:
-  """bool [...]: token ids that are words (not `<sil>`, `<pad>` or another special)."""
-  return np.asarray(ids) >= len(SPECIAL_PIECES)
 
 
 def speaking(text_out_TK: np.ndarray, audio_out_TKFM: np.ndarray) -> np.ndarray:

@@ -31,10 +31,12 @@ from flax import nnx
 from jax_interact.inference import engine
 from jax_interact.models.attention import KVCache
 from jax_interact.models.copy_head import CopyMemory
-from jax_interact.models.decisions import greedy_text, silence_thresholds, voiced_decision
+from jax_interact.models.decisions import (greedy_text, is_word, silence_thresholds,
+                                           voiced_decision)
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.models.layers import in_compute_dtype
 from jax_interact.streams.dmel import DMelSpec
+from jax_interact.streams.tokenizer import PAD
 # The segment keys and empty segments are the layout's; session users find them here too.
 from jax_interact.streams.layout import (INPUT_KEYS, OUTPUT_KEYS, Token,  # noqa: F401
                                          empty_inputs, empty_outputs)
@@ -69,6 +71,7 @@ class SessionState:
   cache: tuple[KVCache, ...]  # the temporal model's, one per layer (model.init_cache)
   turn_B: jax.Array  # int32 micro-turn the next step runs
   prev_outputs: dict[str, jax.Array]  # output segment of the previous micro-turn (OUTPUT_KEYS)
+  last_words: dict[str, jax.Array]  # per text output stream, the last word it said (PAD: none)
   rng_B: jax.Array  # one PRNG key per session
   copy: CopyMemory | None  # bg tokens of the last window_turns micro-turns (model.text_copy)
 
@@ -77,6 +80,8 @@ def init_state(model: InteractionModel, batch: int, seed: int) -> SessionState:
   return SessionState(
       cache=model.init_cache(batch), turn_B=jnp.zeros((batch,), jnp.int32),
       prev_outputs={k: jnp.asarray(v) for k, v in empty_outputs(model.layout, batch).items()},
+      last_words={g.key: jnp.full((batch,), PAD, jnp.int32) for g, i in
+                  model.layout.output_segment() if g.token is Token.TEXT and i == 0},
       rng_B=jax.random.split(jax.random.PRNGKey(seed), batch),
       copy=model.init_copy_memory(batch))
 
@@ -146,7 +151,7 @@ def _temporal(model: InteractionModel, state: SessionState,
 def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, rng_B: jax.Array,
            sampling: Sampling, forced: dict[str, jax.Array] | None):
   """Step 2: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
-  mel).
+  mel, last_words).
 
   The slots are unrolled (their kinds are known when tracing, so each runs its own head without
   a loop or a branch). Slot j's local-decoder token attends to a cache of slots < j; its input
@@ -160,6 +165,7 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
 
   x_BD = model.local_from_temporal(hidden_BD)
   tokens, text_logits, voicing_logits, mels = [], [], [], []
+  last_words = dict(state.last_words)
   for j, (group, index) in enumerate(layout.output_segment()):
     h_BD, cache = model.local_step(x_BD, j, cache)
     if group.token is Token.DMEL:
@@ -176,18 +182,19 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
       x_BD = model.local_next_input(model.embed_model_audio(bins_BKM), group.kind)
     else:
       previous_B = state.prev_outputs[group.key][:, -1] if index == 0 else tokens[-1]
-      logits_BV = model.text_logits(h_BD, state.turn_B, previous_B, state.copy)
+      logits_BV = model.text_logits(h_BD, state.turn_B, last_words[group.key], state.copy)
       ids_B = _sample_text(logits_BV, previous_B, slot_rngs_KB[j], sampling)
       if forced is not None:
         ids_B = forced[group.key][:, index]
       text_logits.append(logits_BV)
       tokens.append(ids_B)
+      last_words[group.key] = jnp.where(is_word(ids_B), ids_B, last_words[group.key])
       x_BD = model.local_next_input(model.text_embed(ids_B), group.kind)
 
   outputs = layout.split_output_segment(tokens, jnp.stack)
   logits = {"text_logits": jnp.stack(text_logits, axis=1),  # [B, K_text, V]
             "voicing_logits": jnp.stack(voicing_logits, axis=1)}  # [B, K_ao]
-  return outputs, logits, jnp.stack(mels, axis=1)  # mel [B, K_ao, k, M] unit range
+  return outputs, logits, jnp.stack(mels, axis=1), last_words  # mel [B, K_ao, k, M] unit range
 
 
 def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Array],
@@ -203,10 +210,10 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   hidden_BD, state = _temporal(model, state, chunk)
   # Each row draws from its own key, so a session's samples do not depend on its batch mates.
   rngs = jax.vmap(lambda key: jax.random.split(key, 2))(state.rng_B)
-  outputs, logits, mel = _local(model, hidden_BD, state, rngs[:, 1], sampling, forced)
+  outputs, logits, mel, last_words = _local(model, hidden_BD, state, rngs[:, 1], sampling, forced)
   result = dict(outputs, **logits, mel=mel, turn=state.turn_B)
   state = dataclasses.replace(state, turn_B=state.turn_B + 1, prev_outputs=outputs,
-                              rng_B=rngs[:, 0])
+                              last_words=last_words, rng_B=rngs[:, 0])
   return state, result
 
 

@@ -12,11 +12,11 @@ pointer's, scattered onto the tokens pointed at:
   p(token) = (1 - g) * softmax(generative logits) + g * sum_{m: id_m = token} softmax(scores)_m
 
 With `model.copy_follow` the pointer also knows where a copy goes on: each bg token remembers the
-bg token that arrived before it, and where that one is the token the text slot's stream said last,
-a bias learned per slot (`follow`) raises its score and opens the gate. A number split into two
-pieces ("▁46", "2") then ends with the piece after the one just said, which the content match
-alone, teacher-forced, missed in 3 of 20 held-out answers (docs/BENCHMARKS.md, "Copy what
-follows").
+bg token that arrived before it, and where that one is the last word the text slot's stream said
+(across any silence since), a bias learned per slot (`follow`) raises its score and opens the
+gate. A number split into two pieces ("▁46", "2") then ends with the piece after the one just
+said, and a result the model began while it was still arriving goes on where it stopped
+(docs/BENCHMARKS.md, "Copy what follows").
 
 Training builds the memory of a whole window (`CopyMemory.of_window`); a streaming session keeps
 a ring of the last `window_turns` micro-turns' keys and ids beside the KV cache
@@ -36,7 +36,7 @@ from flax import nnx
 
 from jax_interact.models.layers import Dense, Precision
 from jax_interact.models.window import attention_mask
-from jax_interact.streams.tokenizer import PAD, SPECIAL_PIECES
+from jax_interact.streams.tokenizer import PAD
 
 # Stands for log(0) where a finite value keeps gradients finite.
 _LOG_ZERO = -1e30
@@ -110,10 +110,10 @@ class CopyHead(nnx.Module):
                    if follow else None)
 
   def __call__(self, logits_BQV: jax.Array, hidden_BQD: jax.Array, turn_BQ: jax.Array,
-               previous_BQ: jax.Array, memory: CopyMemory) -> jax.Array:
+               said_BQ: jax.Array, memory: CopyMemory) -> jax.Array:
     """float32 log-probabilities [B, Q, V] of Q text slots (micro-turn `turn_BQ`, local hidden
-    states `hidden_BQD`, the token said before each in its stream `previous_BQ`) mixing the
-    generative `logits_BQV` with the pointer over `memory`."""
+    states `hidden_BQD`, the last word each one's stream said before it `said_BQ`, PAD for none)
+    mixing the generative `logits_BQV` with the pointer over `memory`."""
     query_BQC = self.query(hidden_BQD, out_dtype=jnp.float32)
     scores_BQM = jnp.einsum("bqc,bmc->bqm", query_BQC, memory.keys_BMC.astype(jnp.float32))
     scores_BQM = scores_BQM / jnp.sqrt(jnp.float32(query_BQC.shape[-1]))
@@ -122,9 +122,8 @@ class CopyHead(nnx.Module):
                    (memory.ids_BM != PAD)[:, None, :])
     gate_BQ = self.gate(hidden_BQD, out_dtype=jnp.float32)[..., 0]
     if self.follow is not None:
-      said_word_BQ = previous_BQ >= len(SPECIAL_PIECES)
-      follows_BQM = (visible_BQM & said_word_BQ[..., None] &
-                     (memory.before_BM[:, None, :] == previous_BQ[..., None]))
+      follows_BQM = (visible_BQM & (said_BQ != PAD)[..., None] &
+                     (memory.before_BM[:, None, :] == said_BQ[..., None]))
       bias_BQ2 = self.follow(hidden_BQD, out_dtype=jnp.float32)
       scores_BQM = scores_BQM + bias_BQ2[..., :1] * follows_BQM
       gate_BQ = gate_BQ + bias_BQ2[..., 1] * jnp.any(follows_BQM, axis=-1)

@@ -242,14 +242,14 @@ class InteractionModel(nnx.Module):
     y_B1D, cache, _ = self.local(x_B1D, self.local_window, pos_B1, cache)
     return y_B1D[:, 0], cache
 
-  def text_logits(self, local_hidden: jax.Array, turn: jax.Array, previous: jax.Array,
+  def text_logits(self, local_hidden: jax.Array, turn: jax.Array, said: jax.Array,
                   memory: CopyMemory | None) -> jax.Array:
     """float32 [B, ..., vocab] from local hidden states [B, ..., d_local] of text slots in
     micro-turns `turn` [B, ...]: through their own table, or with `model.text_head="tied"`
     projected to d_model and scored against the text embedding table (scaled by 1/sqrt(d_model)).
     With `model.text_copy` they are log-probabilities mixing those logits with the copy head's
     pointer over the bg tokens of `memory` (models/copy_head.py), which with `model.copy_follow`
-    reads the token before each slot in its stream, `previous` [B, ...]."""
+    reads the last word each slot's stream said before it, `said` [B, ...] (PAD for none)."""
     if self.tied_text_head:
       logits = self.text_embed.decode(self.text_head(local_hidden))
     else:
@@ -259,7 +259,7 @@ class InteractionModel(nnx.Module):
     b = logits.shape[0]
     mixed = self.copy(logits.reshape(b, -1, logits.shape[-1]),
                       local_hidden.reshape(b, -1, local_hidden.shape[-1]), turn.reshape(b, -1),
-                      previous.reshape(b, -1), memory)
+                      said.reshape(b, -1), memory)
     return mixed.reshape(logits.shape)
 
   def init_copy_memory(self, batch: int) -> CopyMemory | None:
@@ -349,11 +349,11 @@ class InteractionModel(nnx.Module):
     memory = (CopyMemory.of_window(self.bg_keys(h_BNLD[:, :, :layout.input_len]), batch["bg"])
               if self.copy is not None else None)
     turn_BNK = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], text_hidden.shape[:3])
-    previous = {g.key: decisions.previous_ids(batch[g.key]) for g, _ in layout.output_segment()
-                if g.token is Token.TEXT}
-    previous_BNK = jnp.stack([previous[g.key][:, :, i] for g, i in layout.output_segment()
-                              if g.token is Token.TEXT], axis=2)
-    return {"text_logits": self.text_logits(text_hidden, turn_BNK, previous_BNK, memory),
+    said = {g.key: decisions.previous_words(batch[g.key]) for g, _ in layout.output_segment()
+            if g.token is Token.TEXT}
+    said_BNK = jnp.stack([said[g.key][:, :, i] for g, i in layout.output_segment()
+                          if g.token is Token.TEXT], axis=2)
+    return {"text_logits": self.text_logits(text_hidden, turn_BNK, said_BNK, memory),
             "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
             "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
 
