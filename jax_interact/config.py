@@ -96,8 +96,8 @@ def defaults() -> ml_collections.ConfigDict:
   # A copy head (models/copy_head.py): text slots may also point at the bg tokens of the
   # micro-turns they see (a background result's number), gated against the text head.
   c.model.text_copy = False
-  # With the copy head: a bg token after the one a text slot's stream said last gets a learned
-  # bias (the last piece of a number split in two).
+  # With the copy head: the bg token that arrived after the last word a text slot's stream said
+  # gets a learned bias (the last piece of a number split in two; a result resumed after a pause).
   c.model.copy_follow = False
   c.model.num_experts = 0  # 0: dense SwiGLU; >0: mixture of experts
   c.model.experts_per_token = 2

@@ -105,7 +105,7 @@ class CopyHead(nnx.Module):
     self.key = Dense(d_model, d_local, ("embed", None), precision, rngs=rngs)
     self.query = Dense(d_local, d_local, ("embed", None), precision, rngs=rngs)
     self.gate = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
-    # Per slot: the bias of a bg token after the one said last, on its score and on the gate.
+    # Per slot: the bias of the bg token after the last word said, on its score and on the gate.
     self.follow = (Dense(d_local, 2, ("embed", None), precision, rngs=rngs, use_bias=True)
                    if follow else None)
 
