@@ -14,7 +14,7 @@ from jax_interact import models, sharding
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
 from jax_interact.models import counting, decisions, loss_fn, losses
-from jax_interact.models.copy_head import CopyHead, CopyMemory
+from jax_interact.models.copy_head import CopyHead, CopyMemory, previous_words
 from jax_interact.models.layers import Precision, placement
 from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
@@ -222,7 +222,7 @@ def test_a_following_copy_head_says_the_piece_after_the_word_said_last():
   np.testing.assert_array_equal(ring.before_BM[:, :4], memory.before_BM)
   np.testing.assert_array_equal(memory.before_BM, [[PAD, piece_is, piece_46, piece_46]])
   text_BNK = jnp.array([[[SIL, piece_is], [SIL, SIL], [piece_46, SIL]]])
-  np.testing.assert_array_equal(decisions.previous_words(text_BNK),
+  np.testing.assert_array_equal(previous_words(text_BNK),
                                 [[[PAD, PAD], [piece_is, piece_is], [piece_is, piece_46]]])
 
 

@@ -24,9 +24,10 @@ import numpy as np
 
 from jax_interact.evaluation import transcripts
 from jax_interact.inference.engine import TurnOutput
+from jax_interact.models.decisions import is_word
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
-from jax_interact.streams.tokenizer import SIL, SPECIAL_PIECES
+from jax_interact.streams.tokenizer import SIL
 
 GATE_SILENCE_S = 0.6
 BASELINES = ("silent", "turn_based")
@@ -42,7 +43,7 @@ def silent_outputs(outputs: Sequence[TurnOutput]) -> list[TurnOutput]:
 
 
 def _speaks(out: TurnOutput) -> bool:
-  return bool(np.any(out.text_out >= len(SPECIAL_PIECES))
+  return bool(np.any(is_word(out.text_out))
               or np.any(voiced(out.audio_out)))
 
 

@@ -45,7 +45,6 @@ from jax_interact.evaluation.scoring import Observations
 from jax_interact.inference import session
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.models import decisions
-from jax_interact.models.decisions import is_word
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import voiced
@@ -56,12 +55,12 @@ WORD_SPAN_TURNS = 3  # a word lasts at most this many micro-turns (0.6 s) after 
 
 def speaking(text_out_TK: np.ndarray, audio_out_TKFM: np.ndarray) -> np.ndarray:
   """bool [T]: micro-turns whose output holds a word token or a voiced audio slot."""
-  return is_word(text_out_TK).any(axis=-1) | voiced(audio_out_TKFM).any(axis=-1)
+  return decisions.is_word(text_out_TK).any(axis=-1) | voiced(audio_out_TKFM).any(axis=-1)
 
 
 def speech_sources(outputs: Sequence[TurnOutput]) -> Observations:
   """`words_without_voice` and `voice_without_words` samples of one streamed episode."""
-  words_T = np.array([is_word(o.text_out).any() for o in outputs])
+  words_T = np.array([decisions.is_word(o.text_out).any() for o in outputs])
   voiced_T = np.array([voiced(o.audio_out).any() for o in outputs])
   voiced_next_T = voiced_T | np.append(voiced_T[1:], False)
   recent_words_T = np.array([words_T[max(0, t - WORD_SPAN_TURNS):t + 1].any()
@@ -86,7 +85,7 @@ def moments(annotations: dict, n_turns: int, chunk_ms: int) -> tuple[list[int], 
 def word_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray) -> Observations:
   """`tf_word_accuracy` samples of one episode from the teacher-forced decisions of its
   model-text slots (`words_TK`) and their references (`targets_TK`), token ids [T, K]."""
-  return {"tf_word_accuracy": _hits(words_TK, targets_TK, is_word(targets_TK))}
+  return {"tf_word_accuracy": _hits(words_TK, targets_TK, decisions.is_word(targets_TK))}
 
 
 def answer_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray, annotations: dict,
@@ -151,5 +150,5 @@ class TeacherForced:
       voiced_TB.append(decisions.voiced_decision(out["voicing_logits"][:, 0],
                                                 self.sampling.voicing_threshold))
     words_BNK = np.stack(words_TBK, axis=1)
-    starts_BN = is_word(words_BNK[..., 0])
+    starts_BN = decisions.is_word(words_BNK[..., 0])
     return starts_BN, starts_BN | np.stack(voiced_TB, axis=1), words_BNK

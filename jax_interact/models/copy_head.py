@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_interact.models.decisions import is_word
 from jax_interact.models.layers import Dense, Precision
 from jax_interact.models.window import attention_mask
 from jax_interact.streams.tokenizer import PAD
@@ -87,13 +88,29 @@ class CopyMemory:
                       before_BM=put(self.before_BM, before_BK, start_B), last_B=last_B)
 
 
+def previous_words(ids_BNK: jax.Array) -> jax.Array:
+  """The last word (`decisions.is_word`) a text stream [B, N, K] said before each of its slots,
+  across any silence between; PAD before the first."""
+  b, n, k = ids_BNK.shape
+  flat_BL = ids_BNK.reshape(b, n * k)
+  before_BL, _ = _latest_before(flat_BL, is_word(flat_BL), jnp.full((b,), PAD, flat_BL.dtype))
+  return before_BL.reshape(b, n, k)
+
+
 def _tokens_before(ids_BM: jax.Array, last_B: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(the bg token before each of `ids_BM` in arrival order, skipping empty slots, with `last_B`
   before the first; the last of them all)."""
-  ids_BM = jnp.concatenate([last_B[:, None], ids_BM], axis=1)
-  filled_BM = jnp.where(ids_BM != PAD, jnp.arange(ids_BM.shape[1]), 0)
-  latest_BM = jnp.take_along_axis(ids_BM, jax.lax.cummax(filled_BM, axis=1), axis=1)
-  return latest_BM[:, :-1], latest_BM[:, -1]
+  return _latest_before(ids_BM, ids_BM != PAD, last_B)
+
+
+def _latest_before(ids_BL: jax.Array, kept_BL: jax.Array, first_B: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+  """(for each position, the latest id before it where `kept_BL`, `first_B` where none; the
+  latest kept id of the whole row, `first_B` where none)."""
+  ids_BL = jnp.concatenate([first_B[:, None], ids_BL], axis=1)
+  position_BL = jnp.where(jnp.pad(kept_BL, ((0, 0), (1, 0))), jnp.arange(ids_BL.shape[1]), 0)
+  latest_BL = jnp.take_along_axis(ids_BL, jax.lax.cummax(position_BL, axis=1), axis=1)
+  return latest_BL[:, :-1], latest_BL[:, -1]
 
 
 class CopyHead(nnx.Module):

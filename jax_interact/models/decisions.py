@@ -29,16 +29,6 @@ def is_word(ids: jax.Array) -> jax.Array:
   return ids >= len(tokenizer.SPECIAL_PIECES)
 
 
-def previous_words(ids_BNK: jax.Array) -> jax.Array:
-  """The last word (`is_word`) said before each slot in its own stream [B, N, K], across any
-  silence between; PAD before the first."""
-  b, n, k = ids_BNK.shape
-  flat_BL = jnp.concatenate([jnp.full((b, 1), tokenizer.PAD, ids_BNK.dtype),
-                             ids_BNK.reshape(b, n * k)[:, :-1]], axis=1)
-  latest_BL = jax.lax.cummax(jnp.where(is_word(flat_BL), jnp.arange(n * k), 0), axis=1)
-  return jnp.take_along_axis(flat_BL, latest_BL, axis=1).reshape(b, n, k)
-
-
 def previous_ids(ids_BNK: jax.Array) -> jax.Array:
   """The token before each slot in its own stream [..., N, K]: the slot before it in micro-turn
   n, or the last of micro-turn n - 1; PAD before the first."""

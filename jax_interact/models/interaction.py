@@ -34,9 +34,8 @@ from flax import nnx
 
 from jax_interact import sharding
 from jax_interact.errors import ConfigError
-from jax_interact.models import decisions
 from jax_interact.models.attention import KVCache, Window
-from jax_interact.models.copy_head import CopyHead, CopyMemory
+from jax_interact.models.copy_head import CopyHead, CopyMemory, previous_words
 from jax_interact.models.embeddings import (TIME_FEATURES, DMelBag, HMLPStem, TextEmbed,
                                             time_features)
 from jax_interact.models.flow import FlowHead, bins_to_unit, unit_to_bins
@@ -349,7 +348,7 @@ class InteractionModel(nnx.Module):
     memory = (CopyMemory.of_window(self.bg_keys(h_BNLD[:, :, :layout.input_len]), batch["bg"])
               if self.copy is not None else None)
     turn_BNK = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], text_hidden.shape[:3])
-    said = {g.key: decisions.previous_words(batch[g.key]) for g, _ in layout.output_segment()
+    said = {g.key: previous_words(batch[g.key]) for g, _ in layout.output_segment()
             if g.token is Token.TEXT}
     said_BNK = jnp.stack([said[g.key][:, :, i] for g, i in layout.output_segment()
                           if g.token is Token.TEXT], axis=2)

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_interact.models.decisions import (greedy_text, previous_ids, silence_thresholds,
-                                           voiced_decision)
+from jax_interact.models.decisions import (greedy_text, is_word, previous_ids,
+                                           silence_thresholds, voiced_decision)
 from jax_interact.models.interaction import InteractionModel
 from jax_interact.streams.dmel import SILENCE_BIN, VOICED_MARGIN_BINS, voiced
 from jax_interact.streams.layout import Layout, Segment, Target, Token
@@ -94,7 +94,7 @@ def with_feedback_noise(layout: Layout, batch: dict[str, jax.Array], rng: jax.Ar
   for group, key in zip(groups, jax.random.split(rng, len(groups))):
     ids = batch[group.key]
     flip_rng, word_rng = jax.random.split(key)
-    flip = (ids >= len(SPECIAL_PIECES)) & (jax.random.uniform(flip_rng, ids.shape) < probability)
+    flip = is_word(ids) & (jax.random.uniform(flip_rng, ids.shape) < probability)
     words = jax.random.randint(word_rng, ids.shape, len(SPECIAL_PIECES), vocab_size, ids.dtype)
     noisy[group.key] = jnp.where(flip, words, ids)
   return noisy
