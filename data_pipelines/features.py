@@ -31,6 +31,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -131,6 +132,12 @@ def _write(out: pathlib.Path, episodes, bar: tqdm.tqdm) -> dict[str, Any]:
   return {"episodes": len(offsets) - 1, "micro_turns": offsets[-1], "groups": groups}
 
 
+# Grain's reader threads open a split's files on first use. numpy parses a .npy header with
+# `ast`, which on CPython 3.11 can fail when two threads parse at once (a spurious "AST
+# constructor recursion depth mismatch" SystemError, cpython gh-106905), so opening is serialised.
+_OPEN_LOCK = threading.Lock()
+
+
 class Features:
   """One split's featurized episodes (the folder `ensure` returns): `len`, `num_turns(i)` and
   `window(i, start, n)`."""
@@ -147,17 +154,23 @@ class Features:
     return {**self.__dict__, "_arrays": None}  # memory maps are reopened where unpickled
 
   def _open(self) -> dict[str, np.ndarray]:
-    if self._arrays is None:
-      arrays = {"offsets": np.load(self.directory / "offsets.npy")}
-      for group, spec in self._groups.items():
-        dtype, shape = np.dtype(spec["dtype"]), (self._micro_turns, *spec["shape"])
-        # A group of no slots (e.g. stream.bg_slots = 0) wrote an empty file, which cannot be
-        # memory-mapped.
-        arrays[group] = (np.memmap(self.directory / f"{group}.bin", mode="r", dtype=dtype,
-                                   shape=shape)
-                         if math.prod(shape) else np.zeros(shape, dtype))
-      self._arrays = arrays
+    if self._arrays is not None:
+      return self._arrays
+    with _OPEN_LOCK:
+      if self._arrays is None:
+        self._arrays = self._map_files()
     return self._arrays
+
+  def _map_files(self) -> dict[str, np.ndarray]:
+    arrays = {"offsets": np.load(self.directory / "offsets.npy")}
+    for group, spec in self._groups.items():
+      dtype, shape = np.dtype(spec["dtype"]), (self._micro_turns, *spec["shape"])
+      # A group of no slots (e.g. stream.bg_slots = 0) wrote an empty file, which cannot be
+      # memory-mapped.
+      arrays[group] = (np.memmap(self.directory / f"{group}.bin", mode="r", dtype=dtype,
+                                 shape=shape)
+                       if math.prod(shape) else np.zeros(shape, dtype))
+    return arrays
 
   def __len__(self) -> int:
     return self._episodes

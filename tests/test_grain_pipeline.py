@@ -1,7 +1,9 @@
 """The Grain pipeline: batch format, determinism by seed, checkpointed resume, eval padding."""
 
+import concurrent.futures
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -160,6 +162,28 @@ def test_cached_windows_equal_featurizing_the_episode(data_dir, stream_overrides
       for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         assert got[key].dtype == want[key].dtype
+
+
+def test_reader_threads_open_a_split_once_and_never_two_at_a_time(data_dir, monkeypatch):
+  """Grain's reader threads all reach an unopened split at once; numpy's .npy header parse fails
+  on CPython 3.11 when two threads run it together, so each thread must get the one opening."""
+  inside, most_inside, opened = [0], [0], []
+  load = np.load
+
+  def slow_load(*args, **kwargs):
+    inside[0] += 1
+    most_inside[0] = max(most_inside[0], inside[0])
+    time.sleep(0.05)  # long enough for every thread to arrive
+    opened.append(1)
+    inside[0] -= 1
+    return load(*args, **kwargs)
+
+  split = features.Features(features.ensure(data_dir, small_config().stream, "train"))
+  monkeypatch.setattr(features.np, "load", slow_load)
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    counts = list(pool.map(split.num_turns, [0] * 8))
+  assert most_inside[0] == 1 and len(opened) == 1
+  assert counts == [split.num_turns(0)] * 8
 
 
 def test_task_repeats_set_how_often_an_epoch_draws_from_each_task(data_dir):
