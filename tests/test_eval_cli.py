@@ -33,8 +33,8 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   code = cli.main(["eval", "--workdir", str(tmp_path / "run"), "--data", str(data_dir),
                    "--out", str(out), "--split", "train", "--batch", "1"])
   assert code == 0
-  assert sorted(p.name for p in out.iterdir()) == ["latency.png", "report.json", "report.md",
-                                                   "scores.png", "timelines"]
+  assert sorted(p.name for p in out.iterdir()) == ["episodes.jsonl", "latency.png", "report.json",
+                                                   "report.md", "scores.png", "timelines"]
   assert sorted(p.name for p in (out / "timelines").iterdir()) == ["delegate.png",
                                                                    "turn_taking.png"]
   report = json.loads((out / "report.json").read_text())
@@ -60,6 +60,21 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   assert report["overall"]["mel_l1"] > 0 and report["meta"]["episodes"] == 2
   assert report["meta"]["episodes_per_family"] == {"delegate": 1, "turn_taking": 1}
   assert "## turn_taking" in (out / "report.md").read_text()
+  # episodes.jsonl says per episode what the report pools: each family's score is the mean of
+  # its episodes' score samples.
+  rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+  source = dataset.open_split(data_dir, "train")
+  episodes = {e.index: e for e in (source[i] for i in range(len(source)))}
+  assert sorted(row["index"] for row in rows) == sorted(episodes)
+  for row in rows:
+    episode = episodes[row["index"]]
+    assert row["task"] == episode.task
+    said = sorted((w for w in episode.words if w.speaker == "model"), key=lambda w: w.start_s)
+    assert [word for word, _ in row["reference"]] == [w.text for w in said]
+    assert row["user"].split() == [w.text for w in episode.words if w.speaker == "user"]
+  for family in families:
+    samples = [x for row in rows if row["task"] == family for x in row["score"]]
+    assert report[family]["score"] == pytest.approx(sum(samples) / len(samples))
 
 
 def test_eval_rejects_a_missing_dataset_or_workdir(data_dir, tmp_path, capsys):

@@ -58,6 +58,7 @@ class Evaluation:
   report: dict[str, Any]  # report.json
   results: report.Results  # pooled samples per system and family
   strips: dict[str, list[report.Strip]]  # per family, a few episodes to draw on a time axis
+  episodes: list[dict[str, Any]]  # per episode streamed, report.episode_row
 
 
 class Evaluator:
@@ -89,6 +90,7 @@ class Evaluator:
     chunk_ms = layout.chunk_ms
     observed: dict[str, dict[str, list[scoring.Observations]]] = {s: {} for s in report.SYSTEMS}
     strips: dict[str, list[report.Strip]] = {}
+    rows: list[dict[str, Any]] = []
     step_ms = []
     stream = sessions.stream_episodes(engine, self.episodes, self.tokenizer)
     for episode, outputs in tqdm.tqdm(stream, total=len(self.episodes), unit="episode",
@@ -111,6 +113,8 @@ class Evaluator:
         if system == "turn_based":
           obs["gate_changed"] = [float(baselines.gate_changed(outputs, gated))]
         observed[system].setdefault(episode.task, []).append(obs)
+      rows.append(report.episode_row(episode, behaviour, observed["model"][episode.task][-1],
+                                     chunk_ms))
       family_strips = strips.setdefault(episode.task, [])
       if len(family_strips) < report.STRIPS_PER_FAMILY:
         family_strips.append(report.Strip.of(episode, behaviour, chunk_ms))
@@ -143,7 +147,7 @@ class Evaluator:
         "seconds": round(time.perf_counter() - start, 1),
         "episodes_per_family": dict(sorted(families.items())),
     }
-    return Evaluation(report.build(results, overall_extra, meta), results, strips)
+    return Evaluation(report.build(results, overall_extra, meta), results, strips, rows)
 
   def _model(self) -> InteractionModel:
     return nnx.merge(nnx.graphdef(self.model), self.engine.params)

@@ -10,6 +10,10 @@ WER over all episodes and the teacher-forced mel L1 (mel.py; turn_based shares t
     latency.png  per family, the distribution of its main latency for model and turn_based
     timelines/<family>.png  a few episodes on a time axis: user speech, the reference's and the
                  model's speech (words written in), the quiet intervals
+    episodes.jsonl  one line per scored episode (`episode_row`): its score samples, the words the
+                 model said and the reference said (with start times), what the user said and
+                 what the model's transcript heard, and when it emitted `<delegate>`: why an
+                 episode failed, without streaming it again
 
 Everything is written to a temporary directory beside OUT and renamed into place.
 """
@@ -62,6 +66,20 @@ class Strip:
                user_s=transcripts.user_speech_s(episode),
                quiet_s=tuple(tuple(q) for q in episode.annotations.get("quiet_s", [])),
                reference=transcripts.reference(episode, chunk_ms), model=behaviour)
+
+
+def _timed(behaviour: transcripts.Behaviour) -> list[tuple[str, float]]:
+  return [(w.text, round(w.start_s, 2)) for w in behaviour.words]
+
+
+def episode_row(episode, behaviour: transcripts.Behaviour, obs: scoring.Observations,
+                chunk_ms: int) -> dict[str, Any]:
+  """One line of episodes.jsonl: how the model did in `episode` and what it said and heard."""
+  return {"task": episode.task, "index": episode.index, "score": obs["score"],
+          "said": _timed(behaviour), "reference": _timed(transcripts.reference(episode, chunk_ms)),
+          "user": " ".join(w.text for w in transcripts.user_words(episode)),
+          "heard": " ".join(behaviour.user_transcript),
+          "delegate_s": [round(t, 2) for t in behaviour.delegate_s]}
 
 
 def build(results: Results, overall_extra: dict[str, dict[str, Any]],
@@ -226,6 +244,8 @@ def write(evaluation, out: str | os.PathLike) -> pathlib.Path:
   with atomic.directory(out) as tmp:
     (tmp / "report.json").write_text(json.dumps(report, indent=1))
     (tmp / "report.md").write_text(markdown(report))
+    (tmp / "episodes.jsonl").write_text("".join(json.dumps(row) + "\n"
+                                                for row in evaluation.episodes))
     figures = {"scores.png": lambda: plot_scores(report),
                "latency.png": lambda: plot_latencies(evaluation.results)}
     figures |= {f"timelines/{family}.png": functools.partial(plot_strips, strips)
