@@ -74,10 +74,12 @@ def _timed(behaviour: transcripts.Behaviour) -> list[tuple[str, float]]:
 
 def episode_row(episode, behaviour: transcripts.Behaviour, obs: scoring.Observations,
                 chunk_ms: int) -> dict[str, Any]:
-  """One line of episodes.jsonl: how the model did in `episode` and what it said and heard."""
+  """One line of episodes.jsonl: how the model did in `episode` and what it said and heard
+  (the reference's transcript is what the user said)."""
+  reference = transcripts.reference(episode, chunk_ms)
   return {"task": episode.task, "index": episode.index, "score": obs["score"],
-          "said": _timed(behaviour), "reference": _timed(transcripts.reference(episode, chunk_ms)),
-          "user": " ".join(w.text for w in transcripts.user_words(episode)),
+          "said": _timed(behaviour), "reference": _timed(reference),
+          "user": " ".join(reference.user_transcript),
           "heard": " ".join(behaviour.user_transcript),
           "delegate_s": [round(t, 2) for t in behaviour.delegate_s]}
 
