@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from jax_interact.errors import ConfigError
-from jax_interact.models import attention_kernels, registry
+from jax_interact.models import attention_kernels, losses, registry
 from jax_interact.streams import timing
 
 
@@ -157,6 +157,9 @@ def defaults() -> ml_collections.ConfigDict:
   # replaced by a random word in training, targets unchanged: streaming feeds back the model's
   # own, imperfect tokens, and this teaches it not to depend on them being right.
   c.train.feedback_noise = 0.0
+  # The fed-back streams that noise applies to, "transcript,text": the user transcript the model
+  # writes (`transcript`), its own words (`text`), or both.
+  c.train.feedback_noise_on = "transcript,text"
   # Probability that a fed-back text token is replaced by the model's own decision for it, from
   # a teacher-forced pass without gradient (parallel scheduled sampling; one more forward per
   # step): it learns to fall silent after its own, imperfect words, as it must when streaming.
@@ -324,6 +327,7 @@ def validate(config: ml_collections.ConfigDict, where: str = "config") -> None:
       expected = getattr(check, "expected", _EXPECTED.get(check, "a valid value"))
       raise ConfigError(f"{where}.{key}", f"got {value!r}, expected {expected}")
   task_repeats(config.data.task_repeats, f"{where}.data.task_repeats")
+  losses.noise_targets(config.train.feedback_noise_on, f"{where}.train.feedback_noise_on")
   s, m = config.stream, config.model
   for dim in ("video_height", "video_width"):
     if s[dim] % s.patch:

@@ -11,6 +11,7 @@ from flax import nnx
 
 from jax_interact import config as config_lib
 from jax_interact import models, sharding
+from jax_interact.errors import ConfigError
 from jax_interact.evaluation import transcripts
 from jax_interact.inference import engine as engine_lib
 from jax_interact.models import counting, decisions, loss_fn, losses
@@ -18,8 +19,8 @@ from jax_interact.models.copy_head import CopyHead, CopyMemory, previous_words
 from jax_interact.models.layers import Precision, placement
 from jax_interact.models.losses import LossWeights, slot_weights
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
-from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, Token,
-                                         random_batch)
+from jax_interact.streams.layout import (GROUP_KEYS, INPUT_KINDS, Layout, SlotKind, Target,
+                                         Token, random_batch)
 from jax_interact.streams.tokenizer import PAD, SIL, SPECIAL_PIECES
 
 B, N = 2, 4
@@ -311,6 +312,19 @@ def test_feedback_noise_replaces_only_fed_back_words():
   assert np.all(np.asarray(noisy["user_transcript"])[changed] >= len(SPECIAL_PIECES))
   same = losses.with_feedback_noise(layout, batch, jax.random.key(0), 0.0, vocab_size=64)
   np.testing.assert_array_equal(same["text_out"], batch["text_out"])
+  transcript_only = losses.with_feedback_noise(layout, batch, jax.random.key(0), 0.5,
+                                               vocab_size=64, targets=(Target.TRANSCRIPT,))
+  np.testing.assert_array_equal(transcript_only["text_out"], batch["text_out"])
+  assert np.asarray(transcript_only["user_transcript"] != batch["user_transcript"])[words].any()
+
+
+def test_feedback_noise_on_names_the_fed_back_streams():
+  assert losses.noise_targets("transcript") == (Target.TRANSCRIPT,)
+  assert losses.noise_targets("transcript,text") == (Target.TRANSCRIPT, Target.TEXT)
+  config = _config()
+  config.train.feedback_noise_on = "transcript,audio"
+  with pytest.raises(ConfigError, match="train.feedback_noise_on.*'transcript,audio'"):
+    config_lib.validate(config)
 
 
 def test_frequency_masks_silence_bands_of_what_the_model_hears(setup):

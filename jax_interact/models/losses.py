@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_interact.errors import ConfigError
 from jax_interact.models.decisions import (greedy_text, is_word, previous_ids,
                                            silence_thresholds, voiced_decision)
 from jax_interact.models.interaction import InteractionModel
@@ -85,12 +86,28 @@ def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
 
 
+def noise_targets(text: str, where: str = "config.train.feedback_noise_on"
+                  ) -> tuple[Target, ...]:
+  """"transcript,text" -> the loss streams whose fed-back words `train.feedback_noise` replaces;
+  ConfigError naming `where` for anything else."""
+  names = [part.strip() for part in text.split(",")]
+  known = {target.value: target for target in (Target.TRANSCRIPT, Target.TEXT)}
+  if not all(name in known for name in names) or len(set(names)) != len(names):
+    raise ConfigError(where, f"got {text!r}, expected some of {','.join(known)} once each, "
+                      "comma-separated")
+  return tuple(known[name] for name in names)
+
+
 def with_feedback_noise(layout: Layout, batch: dict[str, jax.Array], rng: jax.Array,
-                        probability: float, vocab_size: int) -> dict[str, jax.Array]:
-  """`batch` with each word token of the fed-back text slot groups (the output segment's)
-  replaced by a uniformly random word with `probability` (specials and `<sil>` kept)."""
+                        probability: float, vocab_size: int,
+                        targets: tuple[Target, ...] = (Target.TRANSCRIPT, Target.TEXT)
+                        ) -> dict[str, jax.Array]:
+  """`batch` with each word token of the fed-back text slot groups (the output segment's) whose
+  loss stream is one of `targets` replaced by a uniformly random word with `probability`
+  (specials and `<sil>` kept)."""
   noisy = dict(batch)
-  groups = layout.groups(Segment.OUTPUT, Token.TEXT)
+  groups = [group for group in layout.groups(Segment.OUTPUT, Token.TEXT)
+            if group.target in targets]
   for group, key in zip(groups, jax.random.split(rng, len(groups))):
     ids = batch[group.key]
     flip_rng, word_rng = jax.random.split(key)
@@ -161,7 +178,9 @@ def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
 
 
 def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
-            weights: LossWeights, feedback_noise: float = 0.0, own_feedback: float = 0.0,
+            weights: LossWeights, feedback_noise: float = 0.0,
+            feedback_noise_on: tuple[Target, ...] = (Target.TRANSCRIPT, Target.TEXT),
+            own_feedback: float = 0.0,
             freq_masks: int = 0, freq_mask_channels: int = 0, silence_threshold: float = 0.5,
             continue_threshold: float = 0.5, voicing_threshold: float = 0.5
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -174,7 +193,8 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
   fed = (with_masked_bands(layout, batch, jax.random.fold_in(noise_rng, 2), freq_masks,
                            freq_mask_channels) if freq_masks > 0 else batch)
   if feedback_noise > 0:
-    fed = with_feedback_noise(layout, fed, noise_rng, feedback_noise, model.vocab_size)
+    fed = with_feedback_noise(layout, fed, noise_rng, feedback_noise, model.vocab_size,
+                              feedback_noise_on)
   if own_feedback > 0:
     fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
                                silence_threshold, continue_threshold, voicing_threshold)

@@ -21,7 +21,7 @@ from flax import nnx
 from jax_interact.models import background, interaction
 from jax_interact.models.background import BackgroundConfig, BackgroundModel, background_loss_fn
 from jax_interact.models.interaction import InteractionConfig, InteractionModel
-from jax_interact.models.losses import LossWeights, loss_fn
+from jax_interact.models.losses import LossWeights, loss_fn, noise_targets
 from jax_interact.streams.layout import Layout, random_batch
 
 Batch = dict[str, np.ndarray]
@@ -48,6 +48,7 @@ class ModelKind:
 def _interaction_loss(config: ml_collections.ConfigDict, train: bool) -> LossFn:
   return functools.partial(loss_fn, weights=LossWeights.from_config(config.loss),
                            feedback_noise=config.train.feedback_noise if train else 0.0,
+                           feedback_noise_on=noise_targets(config.train.feedback_noise_on),
                            own_feedback=config.train.own_feedback if train else 0.0,
                            freq_masks=config.train.freq_masks if train else 0,
                            freq_mask_channels=config.train.freq_mask_channels,
