@@ -113,11 +113,12 @@ class Evaluator:
         if system == "turn_based":
           obs["gate_changed"] = [float(baselines.gate_changed(outputs, gated))]
         observed[system].setdefault(episode.task, []).append(obs)
-      rows.append(report.episode_row(episode, behaviour, observed["model"][episode.task][-1],
-                                     chunk_ms))
+      reference = transcripts.reference(episode, chunk_ms)
+      rows.append(report.episode_row(episode, behaviour, reference,
+                                     observed["model"][episode.task][-1]))
       family_strips = strips.setdefault(episode.task, [])
       if len(family_strips) < report.STRIPS_PER_FAMILY:
-        family_strips.append(report.Strip.of(episode, behaviour, chunk_ms))
+        family_strips.append(report.Strip.of(episode, behaviour, reference))
     if teacher_forced:
       for episode, obs in zip(self.episodes, self._teacher_forced_decisions(progress)):
         observed["model"][episode.task].append(obs)

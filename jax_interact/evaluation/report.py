@@ -61,22 +61,22 @@ class Strip:
   model: transcripts.Behaviour
 
   @classmethod
-  def of(cls, episode, behaviour: transcripts.Behaviour, chunk_ms: int) -> "Strip":
+  def of(cls, episode, behaviour: transcripts.Behaviour,
+         reference: transcripts.Behaviour) -> "Strip":
     return cls(title=f"{episode.task} episode {episode.index}", duration_s=episode.duration_s,
                user_s=transcripts.user_speech_s(episode),
                quiet_s=tuple(tuple(q) for q in episode.annotations.get("quiet_s", [])),
-               reference=transcripts.reference(episode, chunk_ms), model=behaviour)
+               reference=reference, model=behaviour)
 
 
 def _timed(behaviour: transcripts.Behaviour) -> list[tuple[str, float]]:
   return [(w.text, round(w.start_s, 2)) for w in behaviour.words]
 
 
-def episode_row(episode, behaviour: transcripts.Behaviour, obs: scoring.Observations,
-                chunk_ms: int) -> dict[str, Any]:
-  """One line of episodes.jsonl: how the model did in `episode` and what it said and heard
-  (the reference's transcript is what the user said)."""
-  reference = transcripts.reference(episode, chunk_ms)
+def episode_row(episode, behaviour: transcripts.Behaviour, reference: transcripts.Behaviour,
+                obs: scoring.Observations) -> dict[str, Any]:
+  """One line of episodes.jsonl: how the model did in `episode` and what it said and heard,
+  beside `reference` (`transcripts.reference`, whose user transcript is what the user said)."""
   return {"task": episode.task, "index": episode.index, "score": obs["score"],
           "said": _timed(behaviour), "reference": _timed(reference),
           "user": " ".join(reference.user_transcript),

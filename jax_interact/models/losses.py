@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_interact import cli
 from jax_interact.errors import ConfigError
 from jax_interact.models.decisions import (greedy_text, is_word, previous_ids,
                                            silence_thresholds, voiced_decision)
@@ -86,13 +87,17 @@ def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
 
 
+# The loss streams of the text the model writes and is fed back: its user transcript, its words.
+FED_BACK_TEXT = (Target.TRANSCRIPT, Target.TEXT)
+
+
 def noise_targets(text: str, where: str = "config.train.feedback_noise_on"
                   ) -> tuple[Target, ...]:
   """"transcript,text" -> the loss streams whose fed-back words `train.feedback_noise` replaces;
   ConfigError naming `where` for anything else."""
-  names = [part.strip() for part in text.split(",")]
-  known = {target.value: target for target in (Target.TRANSCRIPT, Target.TEXT)}
-  if not all(name in known for name in names) or len(set(names)) != len(names):
+  names = cli.comma_list(text)
+  known = {target.value: target for target in FED_BACK_TEXT}
+  if not names or not all(name in known for name in names) or len(set(names)) != len(names):
     raise ConfigError(where, f"got {text!r}, expected some of {','.join(known)} once each, "
                       "comma-separated")
   return tuple(known[name] for name in names)
@@ -100,7 +105,7 @@ def noise_targets(text: str, where: str = "config.train.feedback_noise_on"
 
 def with_feedback_noise(layout: Layout, batch: dict[str, jax.Array], rng: jax.Array,
                         probability: float, vocab_size: int,
-                        targets: tuple[Target, ...] = (Target.TRANSCRIPT, Target.TEXT)
+                        targets: tuple[Target, ...] = FED_BACK_TEXT
                         ) -> dict[str, jax.Array]:
   """`batch` with each word token of the fed-back text slot groups (the output segment's) whose
   loss stream is one of `targets` replaced by a uniformly random word with `probability`
@@ -179,7 +184,7 @@ def with_own_predictions(model: InteractionModel, batch: dict[str, jax.Array],
 
 def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array, *,
             weights: LossWeights, feedback_noise: float = 0.0,
-            feedback_noise_on: tuple[Target, ...] = (Target.TRANSCRIPT, Target.TEXT),
+            feedback_noise_on: tuple[Target, ...] = FED_BACK_TEXT,
             own_feedback: float = 0.0,
             freq_masks: int = 0, freq_mask_channels: int = 0, silence_threshold: float = 0.5,
             continue_threshold: float = 0.5, voicing_threshold: float = 0.5
