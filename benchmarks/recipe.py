@@ -1,7 +1,7 @@
 """The recipe that learns the graded task families: generate, train, evaluate, check targets.
 
     python benchmarks/recipe.py [--config configs/recipe_cpu.py] [--out out/recipe]
-                                [--heldout-seeds 12,13]   # also score seeds never trained on
+                                [--heldout-seeds 19]   # also score seeds never trained on
                                 [--eval-data DIR]   # score DIR's validation split, not its own
                                 [--config.train.steps=N ...]   # overrides for `train`
                                 [--stages eval]   # score OUT/train as it is, without training
@@ -15,9 +15,10 @@ higher score or, on a tie, a lower p50 latency, with the share of episodes in wh
 turn-based gate changed anything: at 0 that baseline is the model itself and cannot be beaten);
 and the time of each stage. It scores the recipe's own stratified validation split (or, with
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
-`--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (default 12 and
-13, never trained on; OUT/heldout_seedN) into OUT/eval_seedN and OUT/recipe_seedN.json, judged
-the same way: with 20 episodes a family, one seed's verdict moves by 0.1-0.4 a family. A
+`--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (default 19,
+never trained on, nor used to choose a setting; OUT/heldout_seedN) into OUT/eval_seedN and
+OUT/recipe_seedN.json, judged the same way. 480 episodes by default, 80 a family: with 20 a
+family, one seed's verdict moved by 0.1-0.4 a family (docs/BENCHMARKS.md, "Seed 13"). A
 rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
 only the remaining steps; `--stages train` stops before the evaluation and `--stages eval` scores
 the checkpoint OUT/train holds (one stopped by train.time_limit_s, say) without training on.
@@ -113,10 +114,12 @@ def summarize(report: dict, times: dict[str, float],
 
 
 def _stages(text: str) -> tuple[str, ...]:
-  stages = cli.comma_list(text)
-  unknown = sorted(set(stages) - set(STAGES))
-  if not stages or unknown:
-    raise argparse.ArgumentTypeError(f"expected some of {','.join(STAGES)}, got {text!r}")
+  try:
+    stages = cli.known_names(text, STAGES)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error)) from None
+  if not stages:
+    raise argparse.ArgumentTypeError(f"got {text!r}, expected at least one of {','.join(STAGES)}")
   return stages
 
 
@@ -128,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--tasks", default=",".join(GRADED_TASKS))
   parser.add_argument("--eval-data", help="dataset whose validation split is scored (default: "
                       "the recipe's own)")
-  parser.add_argument("--eval-episodes", type=cli.count, default=120)
+  parser.add_argument("--eval-episodes", type=cli.count, default=480)
   parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
-  parser.add_argument("--heldout-seeds", type=_heldout_seeds, default=(12, 13),
+  parser.add_argument("--heldout-seeds", type=_heldout_seeds, default=(19,),
                       help="also score episodes of these seeds, never trained on, 'a,b' "
                       "('none': skip)")
   parser.add_argument("--stages", type=_stages, default=STAGES,

@@ -27,12 +27,12 @@ TOKENIZER_VOCAB = 512  # fits every model config (tiny has model.vocab_size = 51
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
-  """'a,b' -> ('a', 'b'); empty -> all tasks; unknown names raise InputError('--tasks', ...)."""
-  names = cli.comma_list(text)
-  for name in names:
-    if name not in synthetic.TASKS:
-      raise InputError("--tasks", f"unknown task {name!r}; expected some of "
-                       f"{', '.join(synthetic.TASKS)}")
+  """'a,b' -> ('a', 'b'); empty -> all tasks; unknown or repeated names raise
+  InputError('--tasks', ...)."""
+  try:
+    names = cli.known_names(text, tuple(synthetic.TASKS))
+  except ValueError as error:
+    raise InputError("--tasks", str(error)) from None
   return names or tuple(synthetic.TASKS)
 
 

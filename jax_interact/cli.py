@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 from jax_interact.errors import InputError
 
@@ -50,6 +51,16 @@ def shard(text: str) -> tuple[int, int]:
 def comma_list(text: str) -> tuple[str, ...]:
   """'a, b,' -> ('a', 'b'): the names of a comma-separated argument, blanks dropped."""
   return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def known_names(text: str, known: Sequence[str]) -> tuple[str, ...]:
+  """'a,b' -> ('a', 'b') where each is one of `known`, at most once (empty -> ()); ValueError
+  saying what was expected otherwise, for the caller to raise as its own kind of error."""
+  names = comma_list(text)
+  if not all(name in known for name in names) or len(set(names)) != len(names):
+    raise ValueError(f"got {text!r}, expected some of {','.join(known)} once each, "
+                     "comma-separated")
+  return names
 
 
 count = _integer(1, expected="an integer >= 1")

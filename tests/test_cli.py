@@ -52,3 +52,22 @@ def test_a_coordinator_without_a_valid_port_exits_2(tmp_path, capsys):
                    "--process_id", "0"])
   assert code == 2
   assert "port in [1, 65535]" in capsys.readouterr().err
+
+
+def test_name_lists_refuse_unknown_and_repeated_names_in_one_line():
+  """--tasks, --stages and train.feedback_noise_on share one checker; each says where."""
+  from benchmarks import recipe
+  from data_pipelines.generate import parse_tasks
+  from jax_interact.errors import ConfigError, InputError
+  from jax_interact.models import losses
+  assert cli.known_names(" b, a,", ("a", "b")) == ("b", "a")
+  assert parse_tasks("") == parse_tasks(",".join(parse_tasks("")))
+  for bad in ("turn_taking,juggling", "delegate,delegate"):
+    with pytest.raises(InputError, match=f"--tasks: got '{bad}', expected some of turn_taking"):
+      parse_tasks(bad)
+  for bad in ("", "eval,eval", "train,test"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+      recipe._stages(bad)
+  for bad in ("", "text,text"):
+    with pytest.raises(ConfigError, match="^where: got"):
+      losses.noise_targets(bad, where="where")

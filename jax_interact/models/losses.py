@@ -95,11 +95,13 @@ def noise_targets(text: str, where: str = "config.train.feedback_noise_on"
                   ) -> tuple[Target, ...]:
   """"transcript,text" -> the loss streams whose fed-back words `train.feedback_noise` replaces;
   ConfigError naming `where` for anything else."""
-  names = cli.comma_list(text)
   known = {target.value: target for target in FED_BACK_TEXT}
-  if not names or not all(name in known for name in names) or len(set(names)) != len(names):
-    raise ConfigError(where, f"got {text!r}, expected some of {','.join(known)} once each, "
-                      "comma-separated")
+  try:
+    names = cli.known_names(text, tuple(known))
+  except ValueError as error:
+    raise ConfigError(where, str(error)) from None
+  if not names:
+    raise ConfigError(where, f"got {text!r}, expected at least one of {','.join(known)}")
   return tuple(known[name] for name in names)
 
 
