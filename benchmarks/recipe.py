@@ -118,8 +118,6 @@ def _stages(text: str) -> tuple[str, ...]:
     stages = cli.known_names(text, STAGES)
   except ValueError as error:
     raise argparse.ArgumentTypeError(str(error)) from None
-  if not stages:
-    raise argparse.ArgumentTypeError(f"got {text!r}, expected at least one of {','.join(STAGES)}")
   return stages
 
 

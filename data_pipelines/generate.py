@@ -30,7 +30,7 @@ def parse_tasks(text: str) -> tuple[str, ...]:
   """'a,b' -> ('a', 'b'); empty -> all tasks; unknown or repeated names raise
   InputError('--tasks', ...)."""
   try:
-    names = cli.known_names(text, tuple(synthetic.TASKS))
+    names = cli.known_names(text, tuple(synthetic.TASKS), required=False)
   except ValueError as error:
     raise InputError("--tasks", str(error)) from None
   return names or tuple(synthetic.TASKS)

@@ -53,13 +53,15 @@ def comma_list(text: str) -> tuple[str, ...]:
   return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def known_names(text: str, known: Sequence[str]) -> tuple[str, ...]:
-  """'a,b' -> ('a', 'b') where each is one of `known`, at most once (empty -> ()); ValueError
-  saying what was expected otherwise, for the caller to raise as its own kind of error."""
+def known_names(text: str, known: Sequence[str], required: bool = True) -> tuple[str, ...]:
+  """'a,b' -> ('a', 'b') where each is one of `known`, at most once, and at least one unless not
+  `required`; ValueError saying what was expected otherwise, for the caller to raise as its own
+  kind of error."""
   names = comma_list(text)
-  if not all(name in known for name in names) or len(set(names)) != len(names):
-    raise ValueError(f"got {text!r}, expected some of {','.join(known)} once each, "
-                     "comma-separated")
+  unknown_or_repeated = not set(names) <= set(known) or len(set(names)) != len(names)
+  if unknown_or_repeated or (required and not names):
+    raise ValueError(f"got {text!r}, expected {'one or more' if required else 'some'} of "
+                     f"{','.join(known)}, each once, comma-separated")
   return names
 
 

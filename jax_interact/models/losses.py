@@ -100,8 +100,6 @@ def noise_targets(text: str, where: str = "config.train.feedback_noise_on"
     names = cli.known_names(text, tuple(known))
   except ValueError as error:
     raise ConfigError(where, str(error)) from None
-  if not names:
-    raise ConfigError(where, f"got {text!r}, expected at least one of {','.join(known)}")
   return tuple(known[name] for name in names)
 
 
