@@ -2,11 +2,10 @@
 
 The recipe for a machine without an accelerator. `make recipe` (2026-12-06, 60 min on 2 cores)
 met all 8 targets of issue 10 on 480 episodes of seed 19, never trained on nor used to choose a
-setting: rep_count within one 0.84, turn_taking takeover 0.99 at p50 0.20 s, pause false takeover
-0.06, interruption stop 0.98, time_speak on time 0.80, delegate 0.86, user WER 0.15, every quiet
-interval kept; and 7 on its own 360 validation episodes (delegate 0.78). From training seeds 0
-and 1 it also met all 8 on 480 episodes of seed 18 (docs/BENCHMARKS.md, "The recipe judged on 480
-episodes of a fresh seed").
+setting, with every quiet interval kept, and 7 on its own 360 validation episodes (delegate
+0.78); from training seeds 0 and 1 it also met all 8 on 480 episodes of seed 18. Each number
+beside both baselines: README, "Learning the tasks: the recipe"; docs/BENCHMARKS.md, "The recipe
+judged on 480 episodes of a fresh seed".
 
 It is configs/demo.py (compact micro-turn, the model's own audio fed back as voicing, `<sil>` 0.3)
 with the two background slots per micro-turn that a delegate's results arrive in (the demo has

@@ -55,11 +55,13 @@ def test_a_coordinator_without_a_valid_port_exits_2(tmp_path, capsys):
 
 
 def test_name_lists_refuse_unknown_and_repeated_names_in_one_line():
-  """--tasks, --stages and train.feedback_noise_on share one checker; each says where."""
+  """--tasks, --stages, --platforms and train.feedback_noise_on share one checker; each says
+  where."""
   from benchmarks import recipe
   from data_pipelines.generate import parse_tasks
   from jax_interact.errors import ConfigError, InputError
   from jax_interact.models import losses
+  from jax_interact.serving.export import parse_platforms
   assert cli.known_names(" b, a,", ("a", "b")) == ("b", "a")
   assert parse_tasks("") == parse_tasks(",".join(parse_tasks("")))
   for bad in ("turn_taking,juggling", "delegate,delegate"):
@@ -71,3 +73,6 @@ def test_name_lists_refuse_unknown_and_repeated_names_in_one_line():
   for bad in ("", "text,text"):
     with pytest.raises(ConfigError, match="^where: got"):
       losses.noise_targets(bad, where="where")
+  for bad in (",", "cpu,gpu"):
+    with pytest.raises(InputError, match=f"--platforms: got '{bad}', expected one or more of cpu"):
+      parse_platforms(bad)

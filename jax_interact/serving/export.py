@@ -111,12 +111,10 @@ def write(out, run: trained_lib.Trained, batch: int, platforms: tuple[str, ...],
 def parse_platforms(text: str | None) -> tuple[str, ...]:
   if not text:
     return (jax.export.default_export_platform(),)
-  platforms = cli.comma_list(text)
-  unknown = [p for p in platforms if p not in bundle.PLATFORMS]
-  if unknown or not platforms:
-    raise InputError("--platforms", f"got {text!r}, expected a comma-separated subset of "
-                     f"{','.join(bundle.PLATFORMS)}")
-  return platforms
+  try:
+    return cli.known_names(text, bundle.PLATFORMS)
+  except ValueError as error:
+    raise InputError("--platforms", str(error)) from None
 
 
 def main(args) -> int:
