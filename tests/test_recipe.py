@@ -80,7 +80,7 @@ def test_every_trained_family_must_keep_quiet_and_beat_both_baselines():
 def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   """`--stages eval` scores the checkpoint the workdir holds without training on (a run stopped
   by its time limit would otherwise resume); `--stages train` stops before scoring. Scoring
-  covers the own validation split and episodes of the held-out seed, each judged in its own
+  covers the own validation split and episodes of each held-out seed, each judged in its own
   recipe*.json; the seed trained on cannot be a held-out one."""
   ran, heldout = [], []
   monkeypatch.setattr(recipe, "generate_once", lambda *args, **kwargs: None)
@@ -91,19 +91,21 @@ def test_stages_pick_training_and_scoring(tmp_path, monkeypatch):
   monkeypatch.setattr(recipe, "summarize", lambda report, *args: {
       "targets": [], "families": [], "all_met": False, "eval_data": report["data"],
       "eval_episodes": 1})
-  for name, data in (("eval", "own"), ("eval_seed19", "seed 19"), ("eval_seed7", "seed 7")):
+  for name, data in (("eval", "own"), ("eval_seed19", "seed 19"), ("eval_seed20", "seed 20"),
+                     ("eval_seed7", "seed 7")):
     (tmp_path / name).mkdir()
     (tmp_path / name / "report.json").write_text(json.dumps({"data": data}))
   evaluate = ["eval", "--workdir", str(tmp_path / "train"), "--data"]
   train = ["train", "--config", str(config_lib.resolve("configs/recipe_cpu.py")), "--workdir",
            str(tmp_path / "train")]
   scored = [evaluate + [str(tmp_path / data)]
-            for data in ("data", "heldout_seed19")]
+            for data in ("data", "heldout_seed19", "heldout_seed20")]
   for stages, expected in (("eval", scored), ("train", [train]), ("train,eval", [train, *scored])):
     ran.clear()
     assert recipe.main(["--out", str(tmp_path), "--stages", stages]) == 0
     assert ran == expected
   assert json.loads((tmp_path / "recipe_seed19.json").read_text())["eval_data"] == "seed 19"
+  assert json.loads((tmp_path / "recipe_seed20.json").read_text())["eval_data"] == "seed 20"
   assert json.loads((tmp_path / "recipe.json").read_text())["eval_data"] == "own"
   ran.clear()
   recipe.main(["--out", str(tmp_path), "--stages", "eval", "--heldout-seeds", "none"])
