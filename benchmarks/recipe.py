@@ -16,8 +16,8 @@ turn-based gate changed anything: at 0 that baseline is the model itself and can
 and the time of each stage. It scores the recipe's own stratified validation split (or, with
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
 `--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (default 19
-and 20, never trained on; OUT/heldout_seedN) into OUT/eval_seedN
-and OUT/recipe_seedN.json, judged the same way. 480 episodes by default, 80 a family: with 20 a
+and 20, never trained on; OUT/heldout_seedN) into OUT/eval_seedN and OUT/recipe_seedN.json,
+judged the same way. 480 episodes by default, 80 a family: with 20 a
 family, one seed's verdict moved by 0.1-0.4 a family (docs/BENCHMARKS.md, "Seed 13"). A
 rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
 only the remaining steps; `--stages train` stops before the evaluation and `--stages eval` scores
@@ -115,10 +115,9 @@ def summarize(report: dict, times: dict[str, float],
 
 def _stages(text: str) -> tuple[str, ...]:
   try:
-    stages = cli.known_names(text, STAGES)
+    return cli.known_names(text, STAGES)
   except ValueError as error:
     raise argparse.ArgumentTypeError(str(error)) from None
-  return stages
 
 
 def main(argv: list[str] | None = None) -> int:
