@@ -15,9 +15,9 @@ higher score or, on a tie, a lower p50 latency, with the share of episodes in wh
 turn-based gate changed anything: at 0 that baseline is the model itself and cannot be beaten);
 and the time of each stage. It scores the recipe's own stratified validation split (or, with
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
-`--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (default 19
-and 20, never trained on; OUT/heldout_seedN) into OUT/eval_seedN and OUT/recipe_seedN.json,
-judged the same way. 480 episodes by default, 80 a family: with 20 a
+`--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (never
+trained on; OUT/heldout_seedN) into OUT/eval_seedN and OUT/recipe_seedN.json, judged the same
+way. 480 episodes by default, 80 a family: with 20 a
 family, one seed's verdict moved by 0.1-0.4 a family (docs/BENCHMARKS.md, "Seed 13"). A
 rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
 only the remaining steps; `--stages train` stops before the evaluation and `--stages eval` scores
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seed", type=cli.seed, default=1)
   parser.add_argument("--heldout-seeds", type=_heldout_seeds, default=(19, 20),
                       help="also score episodes of these seeds, never trained on, 'a,b' "
-                      "('none': skip)")
+                      "('none': skip; default %(default)s)")
   parser.add_argument("--stages", type=_stages, default=STAGES,
                       help=f"which of {','.join(STAGES)} to run (default both)")
   argv, overrides = cli.split_overrides(argv)
