@@ -17,9 +17,7 @@ and the time of each stage. It scores the recipe's own stratified validation spl
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
 `--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (never
 trained on; OUT/heldout_seedN) into OUT/eval_seedN and OUT/recipe_seedN.json, judged the same
-way. 480 episodes by default, 80 a family: with 20 a
-family, one seed's verdict moved by 0.1-0.4 a family (docs/BENCHMARKS.md, "Seed 13"). A
-rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
+way. A rerun in the same OUT resumes training from its last checkpoint, so the train time then covers
 only the remaining steps; `--stages train` stops before the evaluation and `--stages eval` scores
 the checkpoint OUT/train holds (one stopped by train.time_limit_s, say) without training on.
 """
@@ -128,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--tasks", default=",".join(GRADED_TASKS))
   parser.add_argument("--eval-data", help="dataset whose validation split is scored (default: "
                       "the recipe's own)")
-  parser.add_argument("--eval-episodes", type=cli.count, default=480)
+  parser.add_argument("--eval-episodes", type=cli.count, default=480,
+                      help="episodes scored on each set (default %(default)s, 80 a "
+                      "family: with 20 a family one seed's verdict moved by 0.1-0.4; "
+                      "docs/BENCHMARKS.md, 'Seed 13')")
   parser.add_argument("--eval-batch", type=cli.count, default=8, help="sessions streamed together")
   parser.add_argument("--checkpoint", choices=("latest", "best"), default="best")
   parser.add_argument("--seed", type=cli.seed, default=1)
-  parser.add_argument("--heldout-seeds", type=_heldout_seeds, default=(19, 20),
+  parser.add_argument("--heldout-seeds", type=_heldout_seeds, default="19,20",
                       help="also score episodes of these seeds, never trained on, 'a,b' "
                       "('none': skip; default %(default)s)")
   parser.add_argument("--stages", type=_stages, default=STAGES,
