@@ -39,6 +39,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.stream.video_height = 160  # frames are resized to this (a multiple of patch)
   c.stream.video_width = 160
   c.stream.patch = 40
+  # Each video slot also holds the patch the previous micro-turn saw (channels 3-5), so the
+  # stem sees motion: what changed since the last frame, without the still background.
+  c.stream.video_motion = False
   c.stream.text_in_slots = 4  # K_ti: typed user text tokens per micro-turn
   c.stream.bg_slots = 4  # K_bg: background-result tokens per micro-turn
   c.stream.user_transcript_slots = 4  # K_ut

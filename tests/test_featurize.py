@@ -6,10 +6,12 @@ import pytest
 from data_pipelines import featurize
 from jax_interact.config import defaults
 from jax_interact.errors import ConfigError, InputError
-from jax_interact.streams import timing, video
+from jax_interact.inference import chunks
+from jax_interact.inference import engine as engine_lib
+from jax_interact.streams import dmel, timing, video
 from jax_interact.streams import tokenizer as tok
 from jax_interact.streams.episode import Episode, Word
-from jax_interact.streams.layout import Layout, SlotKind, random_batch
+from jax_interact.streams.layout import Layout, SlotKind, empty_outputs, random_batch
 
 STREAM = defaults().stream
 LAYOUT = Layout.from_config(STREAM)
@@ -153,6 +155,60 @@ def test_video_slots(tokenizer):
   first = tracks["video"][1]  # 160x160, 4x4 patches of 40: top two rows bright
   assert (first[:8] == 200).all() and (first[8:] == 0).all()
   assert (tracks["video"][4:] == 50).all()
+
+
+def _motion_stream():
+  stream = defaults().stream
+  stream.video_motion = True
+  return stream
+
+
+def _irregular_frames():
+  """Five frames of distinct brightness: none before 0.25 s, two in one micro-turn (the later is
+  seen), none in micro-turns 5-7 (micro-turn 4's frame is seen again)."""
+  frames = np.stack([np.full((160, 120, 3), 40 * (i + 1), np.uint8) for i in range(5)])
+  return frames, [0.25, 0.45, 0.5, 0.9, 1.7]
+
+
+def test_video_motion_slots_hold_the_frame_the_previous_micro_turn_saw(tokenizer):
+  stream = _motion_stream()
+  frames, times = _irregular_frames()
+  ep = episode(frames=frames, frame_times=times)
+  tracks, _ = featurize.featurize_episode(ep, Layout.from_config(stream), tokenizer, stream)
+  plain, _ = featurize.featurize_episode(ep, LAYOUT, tokenizer, STREAM)
+  now, before = tracks["video"][..., :3], tracks["video"][..., 3:]
+  assert tracks["video"].shape == (*plain["video"].shape[:-1], 6)
+  np.testing.assert_array_equal(now, plain["video"])
+  brightness = [int(now[t].max()) for t in range(10)]
+  assert brightness == [0, 40, 120, 120, 160, 160, 160, 160, 200, 200]
+  assert [int(before[t].max()) for t in range(10)] == [0, 40, 40, 120, 120, 160, 160, 160, 160,
+                                                       200]  # the first frame: no motion
+
+
+@pytest.mark.parametrize("motion", [False, True])
+def test_the_engine_fills_the_video_slots_as_featurization_does(tokenizer, motion):
+  """What a streaming session (evaluation, the server) feeds the model equals what training read
+  for the same episode."""
+  stream = _motion_stream() if motion else STREAM
+  layout = Layout.from_config(stream)
+  frames, times = _irregular_frames()
+  ep = episode(frames=frames, frame_times=times)
+  tracks, _ = featurize.featurize_episode(ep, layout, tokenizer, stream)
+  seen = []
+
+  def step(params, state, inputs):
+    seen.append({k: inputs[k][0].copy() for k in ("video", "video_mask")})
+    return state, {"turn": np.zeros(1, np.int32), **empty_outputs(layout, 1)}
+
+  engine = engine_lib.Engine(engine_lib.Program(
+      layout=layout, dmel_spec=dmel.DMelSpec.from_config(stream), vocab_size=80, params=None,
+      init_state=lambda batch, seed: None, reset=lambda state, rows, seed: state, step=step),
+      batch_size=1)
+  row = engine.add("episode")
+  for chunk in chunks.episode_chunks(ep, layout, tokenizer):
+    engine.step({row: chunk})
+  np.testing.assert_array_equal(np.stack([s["video"] for s in seen]), tracks["video"])
+  np.testing.assert_array_equal([s["video_mask"] for s in seen], tracks["video_mask"])
 
 
 def test_resize_and_patchify():

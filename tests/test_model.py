@@ -139,6 +139,18 @@ def test_missing_video_uses_the_learned_embedding(setup):
   np.testing.assert_array_equal(embed(*args), first)
 
 
+def test_with_video_motion_the_stem_sees_the_change_since_the_previous_frame():
+  config = _config()
+  config.stream.video_motion = True
+  layout = Layout.from_config(config.stream)
+  stem = _jit_method(models.build(config, nnx.Rngs(0)), "video_stem")
+  frame = random_batch(layout, B, N, 64, config.stream.dmel_bins, 0)["video"][..., :3]
+  still = stem(np.concatenate([frame, frame], axis=-1))
+  moved = stem(np.concatenate([frame, 255 - frame], axis=-1))
+  assert still.shape == moved.shape == (B, N, layout.count(SlotKind.VIDEO), config.model.d_model)
+  assert np.abs(np.asarray(moved - still)).max() > 0.1
+
+
 def test_param_count_matches_the_built_model(setup):
   config, _, model, _ = setup
   built = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -68,10 +68,12 @@ class TurnOutput:
 
 @dataclasses.dataclass
 class _Row:
-  """Host-side state of one session: dMel context and FIFO queues for text slots."""
+  """Host-side state of one session: dMel context, the last frame (resized) and FIFO queues
+  for text slots."""
 
   session_id: str
   audio_context: np.ndarray | None = None
+  last_frame: np.ndarray | None = None
   pending_text: collections.deque = dataclasses.field(default_factory=collections.deque)
   pending_bg: collections.deque = dataclasses.field(default_factory=collections.deque)
 
@@ -201,8 +203,10 @@ class Engine:
       occupant.audio_context = None
     if chunk.frame is not None:
       frame = video.resize(np.asarray(chunk.frame), layout.video_height, layout.video_width)
-      inputs["video"][row] = video.patchify(frame, layout.patch)
+      previous = frame if occupant.last_frame is None else occupant.last_frame
+      inputs["video"][row] = video.slot_patches(frame, previous, layout)
       inputs["video_mask"][row] = True
+      occupant.last_frame = frame
     occupant.pending_text.extend(chunk.text_ids)
     for kind, queue in ((SlotKind.TEXT_IN, occupant.pending_text),
                         (SlotKind.BG, occupant.pending_bg)):

@@ -71,15 +71,18 @@ def _patchify(x_HWC: jax.Array, k: int) -> jax.Array:
 
 
 class HMLPStem(nnx.Module):
-  """uint8 RGB patch [..., P, P, 3] -> one token [..., d] (see the module docstring)."""
+  """uint8 RGB patch [..., P, P, C] -> one token [..., d] (see the module docstring). With
+  C = 6 (stream.video_motion) channels 3-5 are the previous micro-turn's patch, and the stem
+  reads the patch and its change since then."""
 
-  def __init__(self, patch: int, d_model: int, precision: Precision, *, rngs: nnx.Rngs):
+  def __init__(self, patch: int, channels: int, d_model: int, precision: Precision, *,
+               rngs: nnx.Rngs):
     if patch % 8:
       raise ConfigError("config.stream.patch", f"got {patch}, expected a multiple of 8 "
                         "(hMLP stages 4x4, 2x2, patch/8 x patch/8)")
     width = max(d_model // 4, 16)
     self.kernels = (4, 2, patch // 8)
-    self.stage1 = Dense(4 * 4 * 3, width, (None, "embed"), precision, rngs=rngs, use_bias=True)
+    self.stage1 = Dense(4 * 4 * channels, width, (None, "embed"), precision, rngs=rngs, use_bias=True)
     self.norm1 = RMSNorm(width, precision)
     self.stage2 = Dense(2 * 2 * width, width, (None, "embed"), precision, rngs=rngs, use_bias=True)
     self.norm2 = RMSNorm(width, precision)
@@ -87,7 +90,9 @@ class HMLPStem(nnx.Module):
                         rngs=rngs, use_bias=True)
 
   def __call__(self, pixels: jax.Array) -> jax.Array:
-    x = pixels.astype(jnp.float32) / 127.5 - 1.0
+    x = pixels.astype(jnp.float32) / 127.5
+    now = x[..., :3]
+    x = jnp.concatenate([now - 1.0, now - x[..., 3:]], axis=-1) if x.shape[-1] == 6 else now - 1.0
     x = jax.nn.gelu(self.norm1(self.stage1(_patchify(x, self.kernels[0]))))
     x = jax.nn.gelu(self.norm2(self.stage2(_patchify(x, self.kernels[1]))))
     x = self.stage3(_patchify(x, self.kernels[2]))  # [..., 1, 1, d]

@@ -113,7 +113,7 @@ class InteractionModel(nnx.Module):
     self.audio_feedback = c.audio_feedback
     if c.audio_feedback == "voicing":
       self.voicing_embed = param(rngs, (2, d), (None, "embed"), precision, std=1.0)
-    self.video_stem = HMLPStem(layout.patch, d, precision, rngs=rngs)
+    self.video_stem = HMLPStem(layout.patch, layout.patch_channels, d, precision, rngs=rngs)
     self.video_missing = param(rngs, (d,), ("embed",), precision, std=1.0)
     self.video_position = param(rngs, (layout.count(SlotKind.VIDEO), d), (None, "embed"),
                                 precision, std=1.0)

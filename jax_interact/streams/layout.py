@@ -16,7 +16,9 @@ shapes of one window, a batch adds a leading B):
   turn             int32 [N]                 absolute micro-turn index t (boundary time embedding)
   turn_mask        bool  [N]                 True where the micro-turn lies inside the episode
   text_in          int32 [N, K_ti]           typed user text token ids, `<pad>` when empty
-  video            uint8 [N, K_v, P, P, 3]   40x40 RGB patches of the frame of micro-turn t
+  video            uint8 [N, K_v, P, P, C]   40x40 RGB patches of the frame of micro-turn t
+                                             (C = 3), then of micro-turn t - 1's (C = 6,
+                                             stream.video_motion)
   video_mask       bool  [N]                 True where a frame exists for micro-turn t
   audio_in         uint8 [N, K_ai, k, M]     user audio dMel bins, k frames of M channels a token
   bg               int32 [N, K_bg]           background-result tokens, `<pad>` when empty
@@ -65,11 +67,11 @@ class Token(enum.Enum):
 
   TIME = "time"  # the boundary: embedded from the micro-turn index `turn`, stores nothing
   TEXT = "text"  # a token id
-  PATCH = "patch"  # a P x P RGB patch of the micro-turn's video frame
+  PATCH = "patch"  # a P x P RGB patch of the micro-turn's video frame (and the previous one's)
   DMEL = "dmel"  # k frames of M dMel bins (one audio token)
 
   def shape(self, layout: Layout) -> tuple[int, ...]:
-    return {Token.TEXT: (), Token.PATCH: (layout.patch, layout.patch, 3),
+    return {Token.TEXT: (), Token.PATCH: (layout.patch, layout.patch, layout.patch_channels),
             Token.DMEL: (layout.frames_per_token, layout.n_mels)}[self]
 
   @property
@@ -171,6 +173,7 @@ class Layout:
   patch: int  # P
   video_height: int
   video_width: int
+  patch_channels: int  # 3 (RGB), or 6 with the previous micro-turn's RGB (stream.video_motion)
   group_slots: tuple[tuple[SlotGroup, int], ...]  # (group, slots) in sequence order
 
   @classmethod
@@ -179,6 +182,7 @@ class Layout:
                frames_per_token=stream.frames_per_token, n_mels=stream.n_mels,
                patch=stream.patch, video_height=stream.video_height,
                video_width=stream.video_width,
+               patch_channels=6 if stream.video_motion else 3,
                group_slots=tuple((g, g.slots(stream)) for g in groups))
 
   @property

@@ -1,4 +1,5 @@
-"""Video in the stream (SPEC §3): one frame per micro-turn, resized, cut into 40x40 patches.
+"""Video in the stream (SPEC §3): one frame per micro-turn, resized, cut into 40x40 patches
+(beside the previous micro-turn's patches with `stream.video_motion`).
 
 Micro-turn t sees the latest frame whose timestamp falls in an input window up to and including
 its own, [0, (t+1)T) (timing.input_turn): never a frame from the future.
@@ -86,11 +87,23 @@ def frame_per_turn(video: np.ndarray, video_times_s: np.ndarray, n_turns: int,
   return np.where(mask[:, None, None, None], video[index], 0).astype(np.uint8), mask
 
 
+def slot_patches(frames: np.ndarray, previous: np.ndarray, layout: Layout) -> np.ndarray:
+  """uint8 [..., K_v, P, P, C]: the video slots of micro-turns that see `frames` [..., H, W, 3]
+  (resized to the layout's frame size) after micro-turns that saw `previous` (the same frames
+  where there was none), which the slots hold too with `stream.video_motion` (C = 6)."""
+  if layout.patch_channels == 6:
+    frames = np.concatenate([frames, previous], axis=-1)
+  return patchify(frames, layout.patch)
+
+
 def turn_patches(video: np.ndarray, video_times_s: np.ndarray, n_turns: int,
                  layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 [n_turns, K_v, P, P, 3] patches, bool [n_turns] mask): the video slots."""
+  """(uint8 [n_turns, K_v, P, P, C] patches, bool [n_turns] mask): the video slots."""
   size = (layout.video_height, layout.video_width)
   frames, mask = frame_per_turn(video, video_times_s, n_turns, layout.chunk_ms)
   if len(video) == 0:  # no frames, so no frame size either
     frames = np.zeros((n_turns, *size, 3), np.uint8)
-  return patchify(resize(frames, *size), layout.patch), mask
+  frames = resize(frames, *size)
+  saw_one = np.concatenate([[False], mask[:-1]])[:, None, None, None]
+  previous = np.where(saw_one, np.roll(frames, 1, axis=0), frames)
+  return slot_patches(frames, previous, layout), mask
