@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -9,6 +10,7 @@ from data_pipelines import dataset, synthetic
 from jax_interact import cli, models
 from jax_interact import config as config_lib
 from jax_interact import evaluate as command
+from jax_interact.evaluation import diagnostics
 from jax_interact.inference import trained as trained_lib
 
 TASKS = ("turn_taking", "delegate", "interruption")
@@ -75,6 +77,47 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
   for family in families:
     samples = [x for row in rows if row["task"] == family for x in row["score"]]
     assert report[family]["score"] == pytest.approx(sum(samples) / len(samples))
+
+
+def test_the_shuffled_decisions_see_each_episodes_own_frames_out_of_order(tmp_path,
+                                                                           monkeypatch):
+  """The teacher-forced decisions run twice for rep_count (its bounces are task events), the
+  second time on the same frames in another order; once for turn_taking, whose scene is a
+  distractor. The stand-in speaks where a frame is brighter than the episode's median, so the
+  two passes' decisions differ and land under their own names."""
+  data = tmp_path / "data"
+  episodes = [synthetic.generate_episode(task, i, 0)
+              for i, task in enumerate(("turn_taking", "rep_count", "rep_count"))]
+  dataset.write_dataset(data, episodes, tokenizer_sentences=synthetic.vocabulary(),
+                        vocab_size=512)
+  config = config_lib.load("configs/tiny.py", [f"data.dir={data}"])
+  run = trained_lib.Trained(config, models.build(config, nnx.Rngs(0)),
+                            dataset.load_tokenizer(data), step=0)
+  monkeypatch.setattr(command.trained_lib, "load", lambda workdir, checkpoint, overrides: run)
+  calls = []
+
+  def bright_frames_speak(self, params, windows):
+    calls.append({k: np.array(windows[k]) for k in ("video", "turn_mask")})
+    brightness_BN = windows["video"].mean(axis=(2, 3, 4, 5))
+    speaks_BN = brightness_BN > np.median(brightness_BN, axis=1, keepdims=True)
+    return speaks_BN, speaks_BN, np.zeros_like(windows["text_out"])
+
+  monkeypatch.setattr(diagnostics.TeacherForced, "__call__", bright_frames_speak)
+  out = tmp_path / "report"
+  assert cli.main(["eval", "--workdir", str(tmp_path / "run"), "--data", str(data), "--out",
+                   str(out), "--split", "train", "--batch", "2"]) == 0
+  report = json.loads((out / "report.json").read_text())
+  assert report["meta"]["episodes_per_family"] == {"rep_count": 1, "turn_taking": 1}
+  both, rep_count_only = calls
+  assert len(both["video"]) == 2 and len(rep_count_only["video"]) == 1
+  n = int(rep_count_only["turn_mask"][0].sum())
+  seen, shuffled = both["video"][1, :n], rep_count_only["video"][0, :n]  # in split order
+  assert not np.array_equal(shuffled, seen)
+  assert sorted(map(bytes, shuffled)) == sorted(map(bytes, seen))
+  assert "tf_shuffled_start_accuracy" in report["rep_count"]
+  assert (report["rep_count"]["tf_shuffled_quiet_accuracy"]
+          != report["rep_count"]["tf_quiet_accuracy"])
+  assert not [k for k in report["turn_taking"] if k.startswith("tf_shuffled_")]
 
 
 def test_eval_rejects_a_missing_dataset_or_workdir(data_dir, tmp_path, capsys):

@@ -22,7 +22,12 @@ where it is first made: a word starts when the first model-text slot decodes to 
 sampler's greedy rule (`decisions.greedy_text`), and speech goes on (quiet moments only) when the
 first audio slot is voiced given the reference's text. High tf and
 low free accuracy means the model can predict the moment but drifts once its own samples are
-fed back; both low means it cannot predict it yet.
+fed back; both low means it cannot predict it yet. `tf_shuffled_*` (episodes with task events,
+`Episode.task_events`: in the synthetic suite what happens in the video, a bounce, a colour
+change, motion): the teacher-forced decisions with the episode's video slots shuffled in time
+(`shuffle_in_time`), so the scene is there but not when things happen in it. A model that
+times its words by what it sees decides worse shuffled; one as accurate shuffled as not times
+them by the sound and its own rhythm alone.
 
 Words. `tf_word_accuracy`: over the model-text slots whose reference is a word, how often the
 teacher-forced decision (the sampler's rule, every earlier slot the reference's) is that word.
@@ -115,6 +120,18 @@ def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: d
   starts, quiet = moments(annotations, len(speaks_T), chunk_ms)
   return {f"{prefix}start_accuracy": [float(starts_T[t]) for t in starts],
           f"{prefix}quiet_accuracy": [float(not speaks_T[t]) for t in quiet]}
+
+
+def shuffle_in_time(windows: dict[str, np.ndarray], lengths: Sequence[int],
+                    seed: int = 0) -> dict[str, np.ndarray]:
+  """`windows` ([B, N, ...]) with each row's video slots and mask over its first `lengths[b]`
+  micro-turns in a random order (a fixed permutation per row for `seed`)."""
+  rng = np.random.default_rng(seed)
+  video, mask = windows["video"].copy(), windows["video_mask"].copy()
+  for row, n in enumerate(lengths):
+    order = rng.permutation(n)
+    video[row, :n], mask[row, :n] = video[row, order], mask[row, order]
+  return {**windows, "video": video, "video_mask": mask}
 
 
 class TeacherForced:

@@ -154,27 +154,33 @@ class Evaluator:
     return nnx.merge(nnx.graphdef(self.model), self.engine.params)
 
   def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
-    """Per episode, the `tf_*` decision and word accuracies (diagnostics.py)."""
+    """Per episode, the `tf_*` decision and word accuracies, and for episodes with task events
+    (what happens in the scene) the `tf_shuffled_*` decision accuracies with the video shuffled
+    in time (diagnostics.py)."""
     if self._teacher_forced is None:
       self._teacher_forced = diagnostics.TeacherForced(
           self.model, session_lib.Sampling.from_config(self.config.sample))
-    rows = self.engine.batch_size
-    observations = []
-    for first in range(0, len(self.episodes), rows):
-      indices = list(range(first, min(first + rows, len(self.episodes))))
-      stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream, self.tokenizer,
-                                                              indices, progress)
-      starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
-      for i, length in enumerate(lengths):
-        episode = self.episodes[first + i]
-        obs = diagnostics.decision_accuracy(starts_BN[i, :length], speaks_BN[i, :length],
-                                            episode.annotations, self.engine.layout.chunk_ms,
-                                            "tf_")
-        obs.update(diagnostics.word_accuracy(words_BNK[i, :length],
-                                             stacked["text_out"][i, :length]))
-        obs.update(diagnostics.answer_accuracy(words_BNK[i, :length],
-                                               stacked["text_out"][i, :length],
-                                               episode.annotations, self.tokenizer.encode,
-                                               self.engine.layout.chunk_ms))
-        observations.append(obs)
+    chunk_ms, rows = self.engine.layout.chunk_ms, self.engine.batch_size
+    observations: list[scoring.Observations] = [{} for _ in self.episodes]
+    in_scene = [i for i, episode in enumerate(self.episodes) if episode.task_events()]
+    for indices, shuffled in ((range(len(self.episodes)), False), (in_scene, True)):
+      for first in range(0, len(indices), rows):
+        batch = list(indices[first:first + rows])
+        stacked, lengths = self.held_out.teacher_forced_windows(self.config.stream,
+                                                                self.tokenizer, batch, progress)
+        if shuffled:
+          stacked = diagnostics.shuffle_in_time(stacked, lengths)
+        starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
+        for row, (i, length) in enumerate(zip(batch, lengths)):
+          episode, obs = self.episodes[i], observations[i]
+          obs.update(diagnostics.decision_accuracy(starts_BN[row, :length],
+                                                   speaks_BN[row, :length], episode.annotations,
+                                                   chunk_ms, "tf_shuffled_" if shuffled else "tf_"))
+          if shuffled:
+            continue
+          targets_TK = stacked["text_out"][row, :length]
+          obs.update(diagnostics.word_accuracy(words_BNK[row, :length], targets_TK))
+          obs.update(diagnostics.answer_accuracy(words_BNK[row, :length], targets_TK,
+                                                 episode.annotations, self.tokenizer.encode,
+                                                 chunk_ms))
     return observations

@@ -64,6 +64,11 @@ class Episode:
   def delegations(self) -> list[dict[str, Any]]:
     return [e for e in self.events if e["type"] == "delegate"]
 
+  def task_events(self) -> list[dict[str, Any]]:
+    """The task-specific facts (bounces, colour changes, ...): every event but typed text and
+    background jobs."""
+    return [e for e in self.events if e["type"] not in ("typed", "delegate")]
+
   def validate(self, where: str = "episode") -> None:
     """Raises InputError naming the first field that breaks the format."""
     for name in ("user_audio", "model_audio"):
