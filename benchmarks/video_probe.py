@@ -53,21 +53,22 @@ def frames_and_heights(data: str, stream, episodes: int) -> tuple[np.ndarray, ..
   return np.concatenate(video), np.concatenate(height), np.concatenate(episode)
 
 
-def ridge_predictions(z: np.ndarray, y: np.ndarray, fit: np.ndarray) -> np.ndarray:
-  """Predictions of y from features z by ridge regression fitted on rows `fit`."""
+def ridge_predictions(z: np.ndarray, y_TY: np.ndarray, fit: np.ndarray) -> np.ndarray:
+  """Predictions of each target column of y_TY from features z by ridge regression fitted on
+  rows `fit`."""
   z = (z - z[fit].mean(0)) / (z[fit].std(0) + 1e-6)
   a = np.c_[z, np.ones(len(z))]
-  w = np.linalg.solve(a[fit].T @ a[fit] + RIDGE * np.eye(a.shape[1]), a[fit].T @ y[fit])
+  w = np.linalg.solve(a[fit].T @ a[fit] + RIDGE * np.eye(a.shape[1]), a[fit].T @ y_TY[fit])
   return a @ w
 
 
 def probe(tokens: np.ndarray, height: np.ndarray, episode: np.ndarray) -> dict[str, float]:
   fit = episode < np.ceil(episode.max() * 2 / 3)
   test = ~fit
-  predicted = ridge_predictions(tokens, height, fit)[test]
-  r2 = 1 - np.mean((predicted - height[test]) ** 2) / np.var(height[test])
   contact = (height < FLOOR_CONTACT_PX).astype(np.float64)
-  said = ridge_predictions(tokens, contact, fit)[test] > 0.5
+  predicted_TY = ridge_predictions(tokens, np.stack([height, contact], axis=1), fit)[test]
+  r2 = 1 - np.mean((predicted_TY[:, 0] - height[test]) ** 2) / np.var(height[test])
+  said = predicted_TY[:, 1] > 0.5
   truth = contact[test] > 0.5
   return {"height_r2": float(r2), "contact_recall": float((said & truth).sum() / truth.sum()),
           "contact_specificity": float((~said & ~truth).sum() / (~truth).sum()),
@@ -97,9 +98,12 @@ def main() -> None:
   first_config = next(iter(runs.values()))[0]
   for seed in args.random_seeds:
     runs[f"untrained seed {seed}"] = (first_config, build(first_config, nnx.Rngs(seed)))
-  results = {}
+  results, scenes = {}, {}  # scenes: per stream format, what frames_and_heights read
   for name, (config, model) in runs.items():
-    video, height, episode = frames_and_heights(args.data, config.stream, args.episodes)
+    stream_key = json.dumps(config.stream.to_dict(), sort_keys=True)
+    if stream_key not in scenes:
+      scenes[stream_key] = frames_and_heights(args.data, config.stream, args.episodes)
+    video, height, episode = scenes[stream_key]
     results[name] = probe(stem_tokens(model, video), height, episode)
     print(name, " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in results[name].items()), flush=True)
