@@ -173,7 +173,7 @@ class Layout:
   patch: int  # P
   video_height: int
   video_width: int
-  patch_channels: int  # 3 (RGB), or 6 with the previous micro-turn's RGB (stream.video_motion)
+  video_motion: bool  # each video slot also holds the previous micro-turn's patch
   group_slots: tuple[tuple[SlotGroup, int], ...]  # (group, slots) in sequence order
 
   @classmethod
@@ -182,8 +182,13 @@ class Layout:
                frames_per_token=stream.frames_per_token, n_mels=stream.n_mels,
                patch=stream.patch, video_height=stream.video_height,
                video_width=stream.video_width,
-               patch_channels=6 if stream.video_motion else 3,
+               video_motion=stream.video_motion,
                group_slots=tuple((g, g.slots(stream)) for g in groups))
+
+  @property
+  def patch_channels(self) -> int:
+    """3 (RGB), or 6 with the previous micro-turn's RGB after it (`video_motion`)."""
+    return 6 if self.video_motion else 3
 
   @property
   def counts(self) -> tuple[tuple[SlotKind, int], ...]:

@@ -91,7 +91,7 @@ def slot_patches(frames: np.ndarray, previous: np.ndarray, layout: Layout) -> np
   """uint8 [..., K_v, P, P, C]: the video slots of micro-turns that see `frames` [..., H, W, 3]
   (resized to the layout's frame size) after micro-turns that saw `previous` (the same frames
   where there was none), which the slots hold too with `stream.video_motion` (C = 6)."""
-  if layout.patch_channels == 6:
+  if layout.video_motion:
     frames = np.concatenate([frames, previous], axis=-1)
   return patchify(frames, layout.patch)
 
