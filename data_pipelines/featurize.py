@@ -3,6 +3,7 @@
 Every micro-turn of the episode gets its slot groups (leading axis = micro-turns):
   text_in          typed user text, at the micro-turn the event is heard in
   video, video_mask the latest frame heard by the end of the micro-turn, as patches
+  scene_event      whether the micro-turn's frame is the first to show a task event
   audio_in         dMel of the user track over the input window [tT, (t+1)T)
   bg               background-job result words at their arrival micro-turns, in <bg> ... </bg>
   user_transcript  user words at the micro-turn in which each word ends
@@ -129,6 +130,8 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
       "turn_mask": np.ones(n_turns, bool),
       "video": patches,
       "video_mask": video_mask,
+      "scene_event": video.event_turns([e["time_s"] for e in episode.task_events()],
+                                       episode.video_times_s, n_turns, chunk_ms),
       "audio_in": _dmel_turns(audio.from_int16(episode.user_audio), 0, n_turns, layout, spec),
       "audio_out": _dmel_turns(audio.from_int16(episode.model_audio), 1, n_turns, layout, spec),
   }

@@ -123,6 +123,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.loss.audio_weight = 1.0  # flow matching on voiced audio output slots
   c.loss.silence_weight = 0.1  # weight of `<sil>` targets in the text losses
   c.loss.moe_aux_weight = 0.01  # load-balancing loss of mixture-of-experts layers
+  # > 0: a head on the temporal state predicts, per micro-turn, whether its frame is the first to
+  # show a scene event (batch key `scene_event`): supervision that makes the video stem see.
+  c.loss.scene_event_weight = 0.0
 
   # Streaming inference (SPEC §7).
   c.sample = ml_collections.ConfigDict()
@@ -269,6 +272,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "loss.silence_weight": _non_negative,
     "loss.voicing_weight": _non_negative,
     "loss.moe_aux_weight": _non_negative,
+    "loss.scene_event_weight": _non_negative,
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
     "sample.silence_threshold": _open_unit,

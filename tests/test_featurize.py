@@ -185,6 +185,24 @@ def test_video_motion_slots_hold_the_frame_the_previous_micro_turn_saw(tokenizer
                                                        200]  # the first frame: no motion
 
 
+def test_scene_events_mark_the_first_micro_turn_whose_frame_shows_them(tokenizer):
+  """Frames at 0.25, 0.45, 0.5, 0.9 and 1.7 s; micro-turn t sees the newest frame before
+  (t + 1) * 0.2 s. An event is marked where the frame seen is first taken at or after it."""
+  frames, times = _irregular_frames()
+  events = [{"type": "bounce", "time_s": 0.1},  # frame 0.25 s, first seen in micro-turn 1
+            {"type": "colour_change", "time_s": 0.47},  # frame 0.5 s, seen in micro-turn 2
+            {"type": "typed", "time_s": 0.8, "text": "red"},  # not a scene event
+            {"type": "motion_stop", "time_s": 1.2},  # frame 1.7 s, seen in micro-turn 8
+            {"type": "bounce", "time_s": 1.9}]  # no frame follows it
+  ep = episode(frames=frames, frame_times=times, events=events)
+  tracks, _ = featurize.featurize_episode(ep, LAYOUT, tokenizer, STREAM)
+  assert np.flatnonzero(tracks["scene_event"]).tolist() == [1, 2, 8]
+  still, _ = featurize.featurize_episode(episode(frames=frames, frame_times=times), LAYOUT,
+                                         tokenizer, STREAM)
+  assert not still["scene_event"].any()
+  assert not featurize.window(tracks, 5, 10)["scene_event"][5:].any()  # padding past the end
+
+
 @pytest.mark.parametrize("motion", [False, True])
 def test_the_engine_fills_the_video_slots_as_featurization_does(tokenizer, motion):
   """What a streaming session (evaluation, the server) feeds the model equals what training read

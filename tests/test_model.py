@@ -1,5 +1,6 @@
 """InteractionModel: shapes, causality of the local decoder, loss weighting, counting."""
 
+import dataclasses
 from unittest import mock
 
 import jax
@@ -149,6 +150,35 @@ def test_with_video_motion_the_stem_sees_the_change_since_the_previous_frame():
   moved = stem(np.concatenate([frame, 255 - frame], axis=-1))
   assert still.shape == moved.shape == (B, N, layout.count(SlotKind.VIDEO), config.model.d_model)
   assert np.abs(np.asarray(moved - still)).max() > 0.1
+
+
+def test_a_scene_head_learns_scene_events_where_a_frame_was_seen():
+  """With loss.scene_event_weight > 0 the model has a scene head whose cross-entropy against
+  `scene_event` counts only micro-turns with a frame and trains the video stem."""
+  assert models.build(_config(), nnx.Rngs(0)).scene_head is None
+  config = _config()
+  config.loss.scene_event_weight = 1.0
+  layout = Layout.from_config(config.stream)
+  model = models.build(config, nnx.Rngs(0))
+  built = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert counting.param_count(config) == built
+  only_scene = dataclasses.replace(LossWeights.from_config(config.loss), text=0.0,
+                                   transcript=0.0, voicing=0.0, audio=0.0, moe_aux=0.0)
+  graphdef, state = nnx.split(model)
+  loss = jax.jit(lambda state, batch: loss_fn(nnx.merge(graphdef, state), batch,
+                                              jax.random.key(0), weights=only_scene))
+  batch = _batch(config, layout)
+  batch["video_mask"][:, -1] = False
+  total, metrics = loss(state, batch)
+  assert float(total) == pytest.approx(float(metrics["scene_event_loss"])) and float(total) > 0
+  unseen = dict(batch, scene_event=batch["scene_event"].copy())
+  unseen["scene_event"][:, -1] ^= True
+  assert float(loss(state, unseen)[0]) == pytest.approx(float(total), rel=1e-6)
+  seen = dict(batch, scene_event=batch["scene_event"].copy())
+  seen["scene_event"][:, 0] ^= True
+  assert float(loss(state, seen)[0]) != pytest.approx(float(total), rel=1e-6)
+  grads = jax.grad(lambda state: loss(state, batch)[0])(state)
+  assert float(jnp.abs(grads["video_stem"]["stage1"]["w"][...]).max()) > 0
 
 
 def test_param_count_matches_the_built_model(setup):

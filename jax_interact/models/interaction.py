@@ -65,6 +65,7 @@ class InteractionConfig:
   text_head: str  # "separate" | "tied": text logits from their own table or the text embedding
   text_copy: bool  # text slots may point at bg tokens (models/copy_head.py)
   copy_follow: bool  # ... and know which bg token follows the one they said last
+  scene_head: bool  # a logit per micro-turn: does its frame first show a scene event?
   remat: str
   scan_layers: bool
 
@@ -82,7 +83,8 @@ class InteractionConfig:
                temporal=Dims.from_config(m), local=local, window_turns=m.window_turns,
                sinks=m.sinks, flow_hidden=m.flow_hidden, flow_steps=m.flow_steps,
                audio_feedback=m.audio_feedback, text_head=m.text_head, text_copy=m.text_copy,
-               copy_follow=m.copy_follow, remat=m.remat, scan_layers=m.scan_layers)
+               copy_follow=m.copy_follow, scene_head=config.loss.scene_event_weight > 0,
+               remat=m.remat, scan_layers=m.scan_layers)
 
 
 class InteractionModel(nnx.Module):
@@ -135,6 +137,8 @@ class InteractionModel(nnx.Module):
     self.copy = (CopyHead(d, d_local, c.window_turns, precision, follow=c.copy_follow, rngs=rngs)
                  if c.text_copy else None)
     self.voicing_head = Dense(d_local, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
+    self.scene_head = (Dense(d, 1, ("embed", None), precision, rngs=rngs, use_bias=True)
+                       if c.scene_head else None)
     self.flow = FlowHead(d_local, layout.frames_per_token, layout.n_mels, c.flow_hidden,
                          precision, rngs=rngs)
 
@@ -319,6 +323,7 @@ class InteractionModel(nnx.Module):
       return layout.count(SlotKind.BG) if path[1] == "key" else text_slots
     return {"time_proj": 1, "local_from_temporal": 1, "local_from_slots": layout.output_len - 1,
             "local": layout.output_len, "text_head": text_slots, "voicing_head": audio_slots,
+            "scene_head": 1,
             "flow": audio_slots, "text_embed": text_slots if self.tied_text_head else 0,
             "dmel_embed": 0}[part]
 
@@ -329,8 +334,9 @@ class InteractionModel(nnx.Module):
 
     Returns text_logits float32 [B, N, K_text, vocab] (user transcript then model text slots,
     in layout order), voicing_logits float32 [B, N, K_ao], local_hidden
-    [B, N, output_len, d_local], temporal_hidden [B, N * turn_len, D] and moe_aux_loss (a
-    scalar).
+    [B, N, output_len, d_local], temporal_hidden [B, N * turn_len, D], moe_aux_loss (a
+    scalar) and, with a scene head, scene_logits float32 [B, N] (read from the temporal hidden
+    state the local decoder starts from).
     """
     layout = self.layout
     x_BNLD = self.embed_turns(batch)
@@ -352,9 +358,12 @@ class InteractionModel(nnx.Module):
             if g.token is Token.TEXT}
     said_BNK = jnp.stack([said[g.key][:, :, i] for g, i in layout.output_segment()
                           if g.token is Token.TEXT], axis=2)
-    return {"text_logits": self.text_logits(text_hidden, turn_BNK, said_BNK, memory),
-            "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
-            "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
+    outputs = {"text_logits": self.text_logits(text_hidden, turn_BNK, said_BNK, memory),
+               "voicing_logits": self.voicing_logits(audio_hidden), "local_hidden": local_hidden,
+               "temporal_hidden": h_BTD, "moe_aux_loss": aux_loss}
+    if self.scene_head is not None:
+      outputs["scene_logits"] = self.scene_head(last_BND, out_dtype=jnp.float32)[..., 0]
+    return outputs
 
 
 # Counting: this kind's terms of models/counting.py (through registry.ModelKind) ----------------

@@ -10,7 +10,10 @@ skips the flow head). Each stream's loss is its weighted mean; the total is
 
   loss = transcript_weight * transcript_loss + text_weight * text_loss
          + voicing_weight * voicing_loss + audio_weight * flow_loss
-         + moe_aux_weight * moe_aux_loss.
+         + moe_aux_weight * moe_aux_loss + scene_event_weight * scene_event_loss,
+
+the last the cross-entropy of the scene head's logit against `scene_event` over the micro-turns
+that have a frame (only a model built with `loss.scene_event_weight > 0` has the head).
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ class LossWeights:
   audio: float
   silence: float
   moe_aux: float
+  scene_event: float
 
   @classmethod
   def from_config(cls, loss_config) -> "LossWeights":
     return cls(text=loss_config.text_weight, transcript=loss_config.transcript_weight,
                voicing=loss_config.voicing_weight, audio=loss_config.audio_weight,
-               silence=loss_config.silence_weight, moe_aux=loss_config.moe_aux_weight)
+               silence=loss_config.silence_weight, moe_aux=loss_config.moe_aux_weight,
+               scene_event=loss_config.scene_event_weight)
 
 
 def slot_weights(layout: Layout, batch: dict[str, jax.Array],
@@ -229,6 +234,16 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
   loss = (weights.transcript * transcript_loss + weights.text * text_loss +
           weights.voicing * voicing_loss + weights.audio * flow_loss +
           weights.moe_aux * outputs["moe_aux_loss"])
+  scene_metrics = {}
+  if "scene_logits" in outputs:
+    seen_BN = (batch["turn_mask"] & batch["video_mask"]).astype(jnp.float32)
+    event_BN = batch["scene_event"].astype(jnp.float32)
+    scene_loss = _weighted_mean(
+        optax.sigmoid_binary_cross_entropy(outputs["scene_logits"], event_BN), seen_BN)
+    loss = loss + weights.scene_event * scene_loss
+    scene_metrics = {"scene_event_loss": scene_loss,
+                     "scene_event_recall": _weighted_mean(outputs["scene_logits"] > 0,
+                                                          seen_BN * event_BN)}
   spoken = (targets_BNK != SIL) & (text_weights_BNK > 0)
   correct = jnp.argmax(logits_BNKV, axis=-1) == targets_BNK
   metrics = {
@@ -244,5 +259,6 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
                                             spoken * (text_streams_K == Target.TRANSCRIPT)),
       "tokens": jnp.sum(batch["turn_mask"].astype(jnp.float32)) * layout.turn_len,
       "moe_aux_loss": outputs["moe_aux_loss"],
+      **scene_metrics,
   }
   return loss, metrics

@@ -25,6 +25,10 @@ shapes of one window, a batch adds a leading B):
   user_transcript  int32 [N, K_ut]           streaming transcript of the user, `<sil>` when empty
   text_out         int32 [N, K_to]           model text (inner monologue), `<sil>` when empty
   audio_out        uint8 [N, K_ao, k, M]     model audio dMel bins (silence-mel when quiet)
+  scene_event      bool  [N]                 True where micro-turn t's frame is the first to show
+                                             a scene event (Episode.task_events: a bounce, a
+                                             colour change, motion starting or stopping); a
+                                             training target only (loss.scene_event_weight)
 
 The output groups are both what the model generates (targets) and what is fed back into the
 temporal model at their positions; input groups are never targets.
@@ -139,13 +143,17 @@ def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ..
   return tuple(g.key for g in stored) + tuple(g.mask for g in stored if g.mask)
 
 
+# Batch arrays of one bool per micro-turn that are not a slot group's mask.
+TURN_FLAGS = ("turn_mask", "scene_event")
+
+
 def empty_value(key: str, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Any:
-  """The value of an empty slot of batch array `key` (False for `turn_mask` and the masks):
-  what a missing input, a quiet output and the padding past an episode hold."""
+  """The value of an empty slot of batch array `key` (False for the per-turn flags and the
+  masks): what a missing input, a quiet output and the padding past an episode hold."""
   for g in groups:
     if key == g.key:
       return g.empty
-  if key == "turn_mask" or key in (g.mask for g in groups):
+  if key in TURN_FLAGS or key in (g.mask for g in groups):
     return False
   raise KeyError(key)
 
@@ -228,13 +236,13 @@ class Layout:
 
   def spec(self, key: str) -> tuple[tuple[int, ...], type]:
     """(shape, dtype) of batch array `key` for one micro-turn (a window adds [N], a batch
-    [B, N]): a group's slots, or a bool for `turn_mask` and the masks."""
+    [B, N]): a group's slots, or a bool for the per-turn flags and the masks."""
     for g in self.groups():
       if key == g.key:
         return (self.count(g.kind), *g.token.shape(self)), g.token.dtype
       if key == g.mask:
         return (), bool
-    if key == "turn_mask":
+    if key in TURN_FLAGS:
       return (), bool
     raise KeyError(key)
 
@@ -329,4 +337,5 @@ def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
       batch[g.key] = rng.integers(0, high[g.token], (b, n, *shape), dtype=dtype)
     if g.mask:
       batch[g.mask] = np.ones((b, n), bool)
+  batch["scene_event"] = rng.random((b, n)) < 0.1
   return batch

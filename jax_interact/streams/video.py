@@ -78,6 +78,21 @@ def frame_indices(video_times_s: np.ndarray, n_turns: int,
   return index.astype(np.int32), mask
 
 
+def event_turns(event_times_s, video_times_s: np.ndarray, n_turns: int,
+                chunk_ms: int) -> np.ndarray:
+  """bool [n_turns]: True at the first micro-turn whose frame (`frame_indices`) was taken at or
+  after each event time; events no micro-turn's frame follows are left out."""
+  index, mask = frame_indices(video_times_s, n_turns, chunk_ms)
+  seen_s = np.full(n_turns, -np.inf)
+  seen_s[mask] = np.asarray(video_times_s, np.float64)[index[mask]]
+  flags = np.zeros(n_turns, bool)
+  for time_s in event_times_s:
+    after = np.flatnonzero(seen_s >= time_s)
+    if len(after):
+      flags[after[0]] = True
+  return flags
+
+
 def frame_per_turn(video: np.ndarray, video_times_s: np.ndarray, n_turns: int,
                    chunk_ms: int) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 [n_turns, H, W, 3] frames, bool [n_turns] mask); zeros where mask is False."""
