@@ -52,9 +52,9 @@ def test_eval_writes_a_report_with_every_metric_for_model_and_baselines(data_dir
       gate = {"gate_changed"} if name == "turn_based" and family != "overall" else set()
       assert set(system[family]) == model_metrics | gate, (name, family)
   for family in families:
-    assert {"tf_start_accuracy", "tf_word_accuracy", "free_start_accuracy",
-            "free_quiet_accuracy", "words_without_voice", "voice_without_words"} <= set(
-                report[family])
+    assert {"tf_start_accuracy", "tf_heard_start_accuracy", "tf_word_accuracy",
+            "free_start_accuracy", "free_quiet_accuracy", "words_without_voice",
+            "voice_without_words"} <= set(report[family])
     assert 0.0 <= report[family]["tf_word_accuracy"] <= 1.0
     assert report["baselines"]["silent"][family]["free_start_accuracy"] == 0.0
     assert report["baselines"]["turn_based"][family]["gate_changed"] in (0.0, 1.0)

@@ -274,3 +274,18 @@ def test_teacher_forced_answer_accuracy_counts_the_answer_after_it_arrived():
   assert diagnostics.answer_accuracy(words_TK, targets_TK, annotations, encode, 200) == {
       "tf_answer_accuracy": [1.0, 0.0]}
   assert diagnostics.answer_accuracy(words_TK, targets_TK, {}, encode, 200) == {}
+
+
+def test_a_false_start_that_goes_on_fails_its_quiet_micro_turns_and_its_episode_once():
+  """Quiet interval 0.4-1.2 s: micro-turns 1-4 speak into it (output windows 0.4-1.2 s at
+  200 ms). A start at micro-turn 2 that goes on for three fails three of them and the episode
+  once; an episode without quiet intervals has no `quiet_kept` sample."""
+  speaks_T = np.array([False, False, True, True, True, False, False])
+  obs = diagnostics.decision_accuracy(speaks_T, speaks_T, {"quiet_s": [[0.4, 1.2]]}, 200,
+                                      "free_")
+  assert obs["free_quiet_accuracy"] == [1.0, 0.0, 0.0, 0.0]
+  assert obs["free_quiet_kept"] == [0.0]
+  around_T = np.array([True, False, False, False, False, True, True])
+  kept = diagnostics.decision_accuracy(around_T, around_T, {"quiet_s": [[0.4, 1.2]]}, 200, "free_")
+  assert kept["free_quiet_kept"] == [1.0]
+  assert diagnostics.decision_accuracy(speaks_T, speaks_T, {}, 200, "tf_")["tf_quiet_kept"] == []

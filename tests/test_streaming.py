@@ -75,6 +75,34 @@ def test_teacher_forced_stream_matches_forward_past_the_window(config, model, te
   assert max(int(jnp.max(layer.pos_BS)) for layer in state.cache) == last
 
 
+def test_a_step_forced_on_some_groups_samples_the_others(config, model):
+  """Forcing only the user transcript (the `tf_heard_*` diagnostics): fed its own samples, a
+  session repeats its free run token for token, so the other groups are still sampled as free;
+  fed other ids, those are what its transcript slots hold."""
+  batch = {k: jnp.asarray(v) for k, v in
+           random_batch(model.layout, 2, 3, config.model.vocab_size, config.stream.dmel_bins,
+                        seed=2).items()}
+  params, run = session.jit_step(model)
+
+  def stream(forced_transcripts):
+    state, outs = session.start_state(model, 2, 5, params), []
+    for t, transcript in enumerate(forced_transcripts):
+      chunk = {k: batch[k][:, t] for k in session.INPUT_KEYS}
+      forced = None if transcript is None else {"user_transcript": transcript}
+      state, out = run(params, state, chunk, forced)
+      outs.append({k: np.asarray(out[k]) for k in session.OUTPUT_KEYS})
+    return outs
+
+  free = stream([None] * 3)
+  for out, free_out in zip(stream([o["user_transcript"] for o in free]), free):
+    for key in session.OUTPUT_KEYS:
+      np.testing.assert_array_equal(out[key], free_out[key])
+  other = [batch["user_transcript"][:, t] for t in range(3)]
+  assert not all(np.array_equal(o["user_transcript"], x) for o, x in zip(free, other))
+  for out, transcript in zip(stream(other), other):
+    np.testing.assert_array_equal(out["user_transcript"], transcript)
+
+
 def _chunks(layout, n, seed):
   rng = np.random.default_rng(seed)
   return [engine_lib.Chunk(audio=rng.uniform(-0.3, 0.3, layout.chunk_samples).astype(np.float32),

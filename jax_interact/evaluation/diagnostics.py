@@ -15,14 +15,22 @@ before a cue). At each such micro-turn the decision "speak" (a word token or voi
 compared with the reference's:
   start_accuracy   speaks in the micro-turn whose output window holds the response's start
   quiet_accuracy   silent in the micro-turns whose output window lies inside a quiet interval
-Measured twice: `tf_*` teacher-forced (the model's prediction with the reference's past fed
+  quiet_kept       per episode with quiet intervals: silent in all those micro-turns
+Measured both ways: `tf_*` teacher-forced (the model's prediction with the reference's past fed
 back, `session.step(..., forced=...)`), and `free_*` from the free-running stream. Teacher
-forced, later slots of a micro-turn see the reference's earlier ones, so the decision is read
-where it is first made: a word starts when the first model-text slot decodes to a word by the
-sampler's greedy rule (`decisions.greedy_text`), and speech goes on (quiet moments only) when the
-first audio slot is voiced given the reference's text. High tf and
+forced, later slots of a micro-turn see the reference's earlier ones, so a start is read where
+it is first made: a word starts when the first model-text slot decodes to a word by the
+sampler's greedy rule (`decisions.greedy_text`). A quiet micro-turn is spoken when any model-text
+slot decodes to a word or any audio slot is voiced: inside a quiet interval the reference's
+slots are all silent, so that is the free run's micro-turn after the reference's past. Compare
+quiet moments by `quiet_kept`, not `quiet_accuracy`: free-running, one false start goes on for
+several micro-turns, teacher-forced each micro-turn is decided afresh after the reference's
+silence, so per micro-turn the free run counts a false start several times. High tf and
 low free accuracy means the model can predict the moment but drifts once its own samples are
-fed back; both low means it cannot predict it yet. `tf_shuffled_*` (episodes with task events,
+fed back; both low means it cannot predict it yet. `tf_heard_*` says which fed-back stream
+drifts: the free run with only the user transcript teacher-forced (the model hears the user
+right, its own text and audio are its samples); near `tf_*`, the drift is in what it hears, near
+`free_*`, in what it says. `tf_shuffled_*` (episodes with task events,
 `Episode.task_events`: in the synthetic suite what happens in the video, a bounce, a colour
 change, motion): the teacher-forced decisions with the episode's video slots shuffled in time
 (`shuffle_in_time`), so the scene is there but not when things happen in it. A model that
@@ -115,11 +123,13 @@ def _hits(words_TK: np.ndarray, targets_TK: np.ndarray, counted: np.ndarray) -> 
 
 def decision_accuracy(starts_T: np.ndarray, speaks_T: np.ndarray, annotations: dict,
                       chunk_ms: int, prefix: str) -> Observations:
-  """`<prefix>start_accuracy` and `<prefix>quiet_accuracy` samples of one episode, from the
-  micro-turns in which the model starts speaking (bool [T]) and those in which it speaks."""
+  """`<prefix>start_accuracy`, `<prefix>quiet_accuracy` and `<prefix>quiet_kept` samples of one
+  episode, from the micro-turns in which the model starts speaking (bool [T]) and those in which
+  it speaks."""
   starts, quiet = moments(annotations, len(speaks_T), chunk_ms)
   return {f"{prefix}start_accuracy": [float(starts_T[t]) for t in starts],
-          f"{prefix}quiet_accuracy": [float(not speaks_T[t]) for t in quiet]}
+          f"{prefix}quiet_accuracy": [float(not speaks_T[t]) for t in quiet],
+          f"{prefix}quiet_kept": [float(not speaks_T[quiet].any())] if quiet else []}
 
 
 def shuffle_in_time(windows: dict[str, np.ndarray], lengths: Sequence[int],
@@ -149,23 +159,37 @@ class TeacherForced:
     [B, N, K], for a batch of windows (data_pipelines.featurize format, [B, N, ...]); `params`
     as the engine serves them (`session.serving_params`)."""
     layout = self.model.layout
-    batch, n = windows["turn"].shape
-    state = session.start_state(self.model, batch, 0, params)
     text_kinds = [g.kind for g, _ in layout.output_segment() if g.token is Token.TEXT]
     model_text = [i for i, kind in enumerate(text_kinds) if kind is SlotKind.TEXT_OUT]
     thresholds_BNK = decisions.silence_thresholds(
         decisions.previous_ids(windows["text_out"]), self.sampling.silence_threshold,
         self.sampling.continue_threshold)
     words_TBK, voiced_TB = [], []
-    for t in range(n):
-      chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
-      forced = {k: jnp.asarray(windows[k][:, t]) for k in session.OUTPUT_KEYS}
-      state, out = self._step(params, state, chunk, forced)
-      out = jax.device_get({k: out[k] for k in ("text_logits", "voicing_logits")})
+    for t, out in enumerate(self._outputs(params, windows, session.OUTPUT_KEYS,
+                                          ("text_logits", "voicing_logits"))):
       words_TBK.append(decisions.greedy_text(out["text_logits"][:, model_text],
                                              thresholds_BNK[:, t]))
-      voiced_TB.append(decisions.voiced_decision(out["voicing_logits"][:, 0],
-                                                self.sampling.voicing_threshold))
+      voiced_TB.append(decisions.voiced_decision(out["voicing_logits"],
+                                                self.sampling.voicing_threshold).any(axis=-1))
     words_BNK = np.stack(words_TBK, axis=1)
-    starts_BN = decisions.is_word(words_BNK[..., 0])
-    return starts_BN, starts_BN | np.stack(voiced_TB, axis=1), words_BNK
+    speaks_BN = decisions.is_word(words_BNK).any(axis=-1) | np.stack(voiced_TB, axis=1)
+    return decisions.is_word(words_BNK[..., 0]), speaks_BN, words_BNK
+
+  def heard(self, params, windows: dict[str, np.ndarray]) -> np.ndarray:
+    """Speaks, bool [B, N]: the model's own text and audio sampled and fed back as in the free
+    run, the reference user transcript fed back in place of the model's (`tf_heard_*`)."""
+    speaks_TB = [speaking(out["text_out"], out["audio_out"]) for out in
+                 self._outputs(params, windows, ("user_transcript",), ("text_out", "audio_out"))]
+    return np.stack(speaks_TB, axis=1)
+
+  def _outputs(self, params, windows: dict[str, np.ndarray], forced_keys: Sequence[str],
+               read: Sequence[str]):
+    """Per micro-turn, the step's outputs named in `read` (on the host), with the windows'
+    `forced_keys` groups fed back."""
+    batch, n = windows["turn"].shape
+    state = session.start_state(self.model, batch, 0, params)
+    for t in range(n):
+      chunk = {k: jnp.asarray(windows[k][:, t]) for k in session.INPUT_KEYS}
+      forced = {k: jnp.asarray(windows[k][:, t]) for k in forced_keys}
+      state, out = self._step(params, state, chunk, forced)
+      yield jax.device_get({k: out[k] for k in read})

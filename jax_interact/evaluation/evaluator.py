@@ -154,9 +154,9 @@ class Evaluator:
     return nnx.merge(nnx.graphdef(self.model), self.engine.params)
 
   def _teacher_forced_decisions(self, progress: bool) -> list[scoring.Observations]:
-    """Per episode, the `tf_*` decision and word accuracies, and for episodes with task events
-    (what happens in the scene) the `tf_shuffled_*` decision accuracies with the video shuffled
-    in time (diagnostics.py)."""
+    """Per episode, the `tf_*` decision and word accuracies and the `tf_heard_*` decision
+    accuracies, and for episodes with task events (what happens in the scene) the
+    `tf_shuffled_*` decision accuracies with the video shuffled in time (diagnostics.py)."""
     if self._teacher_forced is None:
       self._teacher_forced = diagnostics.TeacherForced(
           self.model, session_lib.Sampling.from_config(self.config.sample))
@@ -171,6 +171,7 @@ class Evaluator:
         if shuffled:
           stacked = diagnostics.shuffle_in_time(stacked, lengths)
         starts_BN, speaks_BN, words_BNK = self._teacher_forced(self.engine.params, stacked)
+        heard_BN = None if shuffled else self._teacher_forced.heard(self.engine.params, stacked)
         for row, (i, length) in enumerate(zip(batch, lengths)):
           episode, obs = self.episodes[i], observations[i]
           obs.update(diagnostics.decision_accuracy(starts_BN[row, :length],
@@ -178,6 +179,8 @@ class Evaluator:
                                                    chunk_ms, "tf_shuffled_" if shuffled else "tf_"))
           if shuffled:
             continue
+          obs.update(diagnostics.decision_accuracy(heard_BN[row, :length], heard_BN[row, :length],
+                                                   episode.annotations, chunk_ms, "tf_heard_"))
           targets_TK = stacked["text_out"][row, :length]
           obs.update(diagnostics.word_accuracy(words_BNK[row, :length], targets_TK))
           obs.update(diagnostics.answer_accuracy(words_BNK[row, :length], targets_TK,

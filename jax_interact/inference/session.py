@@ -149,7 +149,7 @@ def _temporal(model: InteractionModel, state: SessionState,
 
 
 def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, rng_B: jax.Array,
-           sampling: Sampling, forced: dict[str, jax.Array] | None):
+           sampling: Sampling, forced: dict[str, jax.Array]):
   """Step 2: the output segment slot by slot. Returns (outputs, {text_logits, voicing_logits},
   mel, last_words).
 
@@ -174,7 +174,7 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
           slot_rngs_KB[j])
       voiced_B = voiced_decision(voicing_B, sampling.voicing_threshold)
       mel_BKM, bins_BKM = model.sample_audio(h_BD, voiced_B, noise_BKM)
-      if forced is not None:
+      if group.key in forced:
         bins_BKM = forced[group.key][:, index]
       voicing_logits.append(voicing_B)
       mels.append(mel_BKM)
@@ -184,7 +184,7 @@ def _local(model: InteractionModel, hidden_BD: jax.Array, state: SessionState, r
       previous_B = state.prev_outputs[group.key][:, -1] if index == 0 else tokens[-1]
       logits_BV = model.text_logits(h_BD, state.turn_B, last_words[group.key], state.copy)
       ids_B = _sample_text(logits_BV, previous_B, slot_rngs_KB[j], sampling)
-      if forced is not None:
+      if group.key in forced:
         ids_B = forced[group.key][:, index]
       text_logits.append(logits_BV)
       tokens.append(ids_B)
@@ -203,14 +203,16 @@ def step(model: InteractionModel, state: SessionState, chunk: dict[str, jax.Arra
   """One micro-turn for every session in the batch.
 
   `chunk` holds the input groups of one micro-turn (INPUT_KEYS, leading axis B). With `forced`
-  (an output segment), those tokens are fed back instead of the samples (teacher forcing).
+  (an output segment, or some of its groups), those tokens are fed back instead of the samples
+  (teacher forcing); the groups it leaves out are sampled.
   Returns the new state and {user_transcript, text_out, audio_out (dMel bins), mel (unit range
   float32 [B, K_ao, k, M]), text_logits [B, K_text, V], voicing_logits [B, K_ao], turn [B]}.
   """
   hidden_BD, state = _temporal(model, state, chunk)
   # Each row draws from its own key, so a session's samples do not depend on its batch mates.
   rngs = jax.vmap(lambda key: jax.random.split(key, 2))(state.rng_B)
-  outputs, logits, mel, last_words = _local(model, hidden_BD, state, rngs[:, 1], sampling, forced)
+  outputs, logits, mel, last_words = _local(model, hidden_BD, state, rngs[:, 1], sampling,
+                                            forced or {})
   result = dict(outputs, **logits, mel=mel, turn=state.turn_B)
   state = dataclasses.replace(state, turn_B=state.turn_B + 1, prev_outputs=outputs,
                               last_words=last_words, rng_B=rngs[:, 0])
