@@ -4,6 +4,7 @@ Every micro-turn of the episode gets its slot groups (leading axis = micro-turns
   text_in          typed user text, at the micro-turn the event is heard in
   video, video_mask the latest frame heard by the end of the micro-turn, as patches
   scene_event      whether the micro-turn's frame is the first to show a task event
+  quiet            whether the micro-turn's output window overlaps a quiet interval
   audio_in         dMel of the user track over the input window [tT, (t+1)T)
   bg               background-job result words at their arrival micro-turns, in <bg> ... </bg>
   user_transcript  user words at the micro-turn in which each word ends
@@ -116,6 +117,16 @@ def _dmel_turns(samples: np.ndarray, first_turn: int, n_turns: int, layout: Layo
   return frames_FM.reshape(n_turns, layout.frames_per_turn // k, k, layout.n_mels)
 
 
+def quiet_turns(quiet_s: Iterable[tuple[float, float]], n_turns: int,
+                chunk_ms: int) -> np.ndarray:
+  """bool [n_turns]: True where the micro-turn's output window overlaps a quiet interval."""
+  flags = np.zeros(n_turns, bool)
+  for turn in range(n_turns):
+    start_s, end_s = timing.output_window_s(turn, chunk_ms)
+    flags[turn] = any(lo < end_s and hi > start_s for lo, hi in quiet_s)
+  return flags
+
+
 def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer,
                       stream_config) -> tuple[dict[str, np.ndarray], dict[str, int]]:
   """(tracks, stats): the batch-format arrays for all micro-turns of `episode`."""
@@ -132,6 +143,7 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
       "video_mask": video_mask,
       "scene_event": video.event_turns([e["time_s"] for e in episode.task_events()],
                                        episode.video_times_s, n_turns, chunk_ms),
+      "quiet": quiet_turns(episode.annotations.get("quiet_s", []), n_turns, chunk_ms),
       "audio_in": _dmel_turns(audio.from_int16(episode.user_audio), 0, n_turns, layout, spec),
       "audio_out": _dmel_turns(audio.from_int16(episode.model_audio), 1, n_turns, layout, spec),
   }

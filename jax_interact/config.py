@@ -126,6 +126,10 @@ def defaults() -> ml_collections.ConfigDict:
   # > 0: a head on the temporal state predicts, per micro-turn, whether its frame is the first to
   # show a scene event (batch key `scene_event`): supervision that makes the video stem see.
   c.loss.scene_event_weight = 0.0
+  # Scales the weight of the model's own silent output slots (a `<sil>` text target, an unvoiced
+  # audio target) in micro-turns inside a quiet interval (batch key `quiet`): a pause's silence
+  # weighed more than silence elsewhere. 1: no different.
+  c.loss.quiet_scale = 1.0
 
   # Streaming inference (SPEC §7).
   c.sample = ml_collections.ConfigDict()
@@ -273,6 +277,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "loss.voicing_weight": _non_negative,
     "loss.moe_aux_weight": _non_negative,
     "loss.scene_event_weight": _non_negative,
+    "loss.quiet_scale": _positive,
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
     "sample.silence_threshold": _open_unit,

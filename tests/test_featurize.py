@@ -26,14 +26,15 @@ def tokenizer(tmp_path_factory):
 
 
 def episode(seconds=2.0, words=(), events=(), user_audio=None, model_audio=None,
-            frames=None, frame_times=()):
+            frames=None, frame_times=(), annotations=None):
   n = int(16000 * seconds)
   return Episode(
       index=7, task="test",
       user_audio=np.zeros(n, np.int16) if user_audio is None else user_audio,
       model_audio=np.zeros(n, np.int16) if model_audio is None else model_audio,
       video=np.zeros((0, 80, 80, 3), np.uint8) if frames is None else frames,
-      video_times_s=np.asarray(frame_times, np.float32), words=list(words), events=list(events))
+      video_times_s=np.asarray(frame_times, np.float32), words=list(words), events=list(events),
+      annotations=annotations or {})
 
 
 def tokens_of(ids, empty):
@@ -183,6 +184,16 @@ def test_video_motion_slots_hold_the_frame_the_previous_micro_turn_saw(tokenizer
   assert brightness == [0, 40, 120, 120, 160, 160, 160, 160, 200, 200]
   assert [int(before[t].max()) for t in range(10)] == [0, 40, 40, 120, 120, 160, 160, 160, 160,
                                                        200]  # the first frame: no motion
+
+
+def test_quiet_marks_the_micro_turns_whose_output_is_heard_in_a_quiet_interval(tokenizer):
+  """Micro-turn t's output is heard over [(t + 1) T, (t + 2) T): a quiet interval 0.5-0.9 s is
+  heard in micro-turns 1, 2 and 3, one from 1.2 s to 1.3 s in micro-turn 5 alone."""
+  ep = episode(annotations={"quiet_s": [[0.5, 0.9], [1.2, 1.3]]})
+  tracks, _ = featurize.featurize_episode(ep, LAYOUT, tokenizer, STREAM)
+  assert np.flatnonzero(tracks["quiet"]).tolist() == [1, 2, 3, 5]
+  assert not featurize.featurize_episode(episode(), LAYOUT, tokenizer, STREAM)[0]["quiet"].any()
+  assert not featurize.window(tracks, 5, 10)["quiet"][5:].any()  # padding past the end
 
 
 def test_scene_events_mark_the_first_micro_turn_whose_frame_shows_them(tokenizer):

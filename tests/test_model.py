@@ -112,6 +112,30 @@ def test_only_output_slots_of_valid_turns_carry_weight(setup):
   np.testing.assert_array_equal(slot_weights(layout, batch, 0.1), weights)
 
 
+def test_quiet_scale_weighs_only_the_models_own_silence_inside_quiet_intervals(setup):
+  """In a quiet micro-turn the model's `<sil>` and unvoiced audio weigh `quiet_scale` times
+  more; its words, its voiced audio, the user transcript and every other micro-turn keep
+  their weights."""
+  config, layout, _, _ = setup
+  batch = _batch(config, layout)
+  batch["quiet"] = np.zeros_like(batch["turn_mask"])
+  batch["quiet"][:, 1] = True
+  for key in ("text_out", "user_transcript"):
+    batch[key][:, :, 0] = SIL
+    batch[key][:, :, 1:] = len(SPECIAL_PIECES)
+  batch["audio_out"][:, :, 0] = SILENCE_BIN
+  batch["audio_out"][:, :, 1:] = SILENCE_BIN + 6
+  plain = np.asarray(slot_weights(layout, batch, 0.1))
+  scaled = np.asarray(slot_weights(layout, batch, 0.1, quiet_scale=4.0))
+  text, audio = layout.offset(SlotKind.TEXT_OUT), layout.offset(SlotKind.AUDIO_OUT)
+  assert voiced(batch["audio_out"])[0, 1].tolist() == [False] + [True] * (
+      layout.count(SlotKind.AUDIO_OUT) - 1)
+  expected = plain.copy()
+  expected[:, 1, [text, audio]] *= 4.0
+  np.testing.assert_allclose(scaled, expected)
+  assert scaled[0, 1, text] == pytest.approx(0.4) and scaled[0, 1, audio] == pytest.approx(4.0)
+
+
 def test_loss_ignores_turns_outside_the_episode(setup):
   config, layout, _, loss = setup
   batch = _batch(config, layout)

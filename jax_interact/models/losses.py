@@ -2,7 +2,9 @@
 
 Input slots are never targets. Every output slot carries a weight within its stream
 (`slot_weights`): 0 on input slots and in micro-turns outside the episode (turn_mask False),
-`silence_weight` on text targets equal to their group's empty value (`<sil>`), 1 otherwise;
+`silence_weight` on text targets equal to their group's empty value (`<sil>`), 1 otherwise,
+and the model's own silent slots (its `<sil>`, its unvoiced audio) scaled by `loss.quiet_scale`
+in micro-turns inside a quiet interval (the batch's `quiet` flag);
 which slots are targets of which stream is the layout's table (streams/layout.py). Audio slots
 have two losses: the voicing cross-entropy of every slot against `streams.dmel.voiced` of its
 target, and the flow-matching loss of the voiced ones only (an unvoiced slot is exact silence and
@@ -47,25 +49,35 @@ class LossWeights:
   silence: float
   moe_aux: float
   scene_event: float
+  quiet: float
 
   @classmethod
   def from_config(cls, loss_config) -> "LossWeights":
     return cls(text=loss_config.text_weight, transcript=loss_config.transcript_weight,
                voicing=loss_config.voicing_weight, audio=loss_config.audio_weight,
                silence=loss_config.silence_weight, moe_aux=loss_config.moe_aux_weight,
-               scene_event=loss_config.scene_event_weight)
+               scene_event=loss_config.scene_event_weight, quiet=loss_config.quiet_scale)
 
 
-def slot_weights(layout: Layout, batch: dict[str, jax.Array],
-                 silence_weight: float) -> jax.Array:
-  """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn."""
+def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: float,
+                 quiet_scale: float = 1.0) -> jax.Array:
+  """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn.
+  `quiet_scale` multiplies the weight of the model's own silent output slots (not the user
+  transcript's) in the micro-turns flagged `quiet`."""
   groups = []
   for group, n in layout.group_slots:
-    if group.target is not None and group.token is Token.TEXT:
-      groups.append(jnp.where(batch[group.key] == group.empty, silence_weight, 1.0))
+    if group.target is None:
+      groups.append(jnp.zeros(batch["turn_mask"].shape + (n,)))
+      continue
+    if group.token is Token.TEXT:
+      silent = batch[group.key] == group.empty
+      weight = jnp.where(silent, silence_weight, 1.0)
     else:
-      shape = batch["turn_mask"].shape + (n,)
-      groups.append(jnp.full(shape, 0.0 if group.target is None else 1.0))
+      silent = ~voiced(batch[group.key], xp=jnp)
+      weight = jnp.ones(silent.shape)
+    if quiet_scale != 1.0 and group.target is not Target.TRANSCRIPT:
+      weight = jnp.where(silent & batch["quiet"][..., None], quiet_scale * weight, weight)
+    groups.append(weight)
   weights = jnp.concatenate(groups, axis=-1).astype(jnp.float32)
   return weights * batch["turn_mask"].astype(jnp.float32)[..., None]
 
@@ -209,7 +221,8 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
     fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
                                silence_threshold, continue_threshold, voicing_threshold)
   outputs = model(fed)
-  output_weights = slot_weights(layout, batch, weights.silence)[..., layout.input_len:]
+  output_weights = slot_weights(layout, batch, weights.silence,
+                                weights.quiet)[..., layout.input_len:]
 
   text_slots, targets_BNK, text_streams_K = output_targets(layout, batch, Token.TEXT)
   text_weights_BNK = output_weights[..., text_slots]

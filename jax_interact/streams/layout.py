@@ -29,6 +29,10 @@ shapes of one window, a batch adds a leading B):
                                              a scene event (Episode.task_events: a bounce, a
                                              colour change, motion starting or stopping); a
                                              training target only (loss.scene_event_weight)
+  quiet            bool  [N]                 True where micro-turn t's output window overlaps one
+                                             of the episode's quiet intervals (annotations
+                                             `quiet_s`: where the model must not speak); a
+                                             training weight only (loss.quiet_scale)
 
 The output groups are both what the model generates (targets) and what is fed back into the
 temporal model at their positions; input groups are never targets.
@@ -144,7 +148,7 @@ def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ..
 
 
 # Batch arrays of one bool per micro-turn that are not a slot group's mask.
-TURN_FLAGS = ("turn_mask", "scene_event")
+TURN_FLAGS = ("turn_mask", "scene_event", "quiet")
 
 
 def empty_value(key: str, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Any:
@@ -338,4 +342,5 @@ def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
     if g.mask:
       batch[g.mask] = np.ones((b, n), bool)
   batch["scene_event"] = rng.random((b, n)) < 0.1
+  batch["quiet"] = rng.random((b, n)) < 0.3
   return batch
