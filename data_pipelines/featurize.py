@@ -117,16 +117,6 @@ def _dmel_turns(samples: np.ndarray, first_turn: int, n_turns: int, layout: Layo
   return frames_FM.reshape(n_turns, layout.frames_per_turn // k, k, layout.n_mels)
 
 
-def quiet_turns(quiet_s: Iterable[tuple[float, float]], n_turns: int,
-                chunk_ms: int) -> np.ndarray:
-  """bool [n_turns]: True where the micro-turn's output window overlaps a quiet interval."""
-  flags = np.zeros(n_turns, bool)
-  for turn in range(n_turns):
-    start_s, end_s = timing.output_window_s(turn, chunk_ms)
-    flags[turn] = any(lo < end_s and hi > start_s for lo, hi in quiet_s)
-  return flags
-
-
 def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer,
                       stream_config) -> tuple[dict[str, np.ndarray], dict[str, int]]:
   """(tracks, stats): the batch-format arrays for all micro-turns of `episode`."""
@@ -136,6 +126,9 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
   spec = dmel.DMelSpec.from_config(stream_config)
 
   patches, video_mask = video.turn_patches(episode.video, episode.video_times_s, n_turns, layout)
+  quiet = np.zeros(n_turns, bool)
+  quiet[timing.output_turns_in(episode.annotations.get("quiet_s", []), n_turns, chunk_ms,
+                               overlapping=True)] = True
   tracks = {
       "turn": np.arange(n_turns, dtype=np.int32),
       "turn_mask": np.ones(n_turns, bool),
@@ -143,7 +136,7 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
       "video_mask": video_mask,
       "scene_event": video.event_turns([e["time_s"] for e in episode.task_events()],
                                        episode.video_times_s, n_turns, chunk_ms),
-      "quiet": quiet_turns(episode.annotations.get("quiet_s", []), n_turns, chunk_ms),
+      "quiet": quiet,
       "audio_in": _dmel_turns(audio.from_int16(episode.user_audio), 0, n_turns, layout, spec),
       "audio_out": _dmel_turns(audio.from_int16(episode.model_audio), 1, n_turns, layout, spec),
   }

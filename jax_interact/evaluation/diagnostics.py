@@ -86,13 +86,8 @@ def moments(annotations: dict, n_turns: int, chunk_ms: int) -> tuple[list[int], 
   """(micro-turns where the reference starts a response, micro-turns inside quiet intervals)."""
   starts = sorted({timing.model_word_turn(r["start_s"], chunk_ms)[0]
                    for r in annotations.get("responses", [])})
-  quiet = set()
-  for lo, hi in annotations.get("quiet_s", []):
-    for t in range(n_turns):
-      window_lo, window_hi = timing.output_window_s(t, chunk_ms)
-      if lo <= window_lo and window_hi <= hi:
-        quiet.add(t)
-  return [t for t in starts if t < n_turns], sorted(quiet)
+  quiet = timing.output_turns_in(annotations.get("quiet_s", []), n_turns, chunk_ms)
+  return [t for t in starts if t < n_turns], quiet
 
 
 def word_accuracy(words_TK: np.ndarray, targets_TK: np.ndarray) -> Observations:

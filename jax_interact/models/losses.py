@@ -59,6 +59,11 @@ class LossWeights:
                scene_event=loss_config.scene_event_weight, quiet=loss_config.quiet_scale)
 
 
+def _silent(group, values: jax.Array) -> jax.Array:
+  """bool [B, N, n]: which slots of a target group hold silence (`<sil>`, unvoiced audio)."""
+  return values == group.empty if group.token is Token.TEXT else ~voiced(values, xp=jnp)
+
+
 def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: float,
                  quiet_scale: float = 1.0) -> jax.Array:
   """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn.
@@ -66,17 +71,15 @@ def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: fl
   transcript's) in the micro-turns flagged `quiet`."""
   groups = []
   for group, n in layout.group_slots:
+    shape = batch["turn_mask"].shape + (n,)
     if group.target is None:
-      groups.append(jnp.zeros(batch["turn_mask"].shape + (n,)))
+      groups.append(jnp.zeros(shape))
       continue
-    if group.token is Token.TEXT:
-      silent = batch[group.key] == group.empty
-      weight = jnp.where(silent, silence_weight, 1.0)
-    else:
-      silent = ~voiced(batch[group.key], xp=jnp)
-      weight = jnp.ones(silent.shape)
+    weight = (jnp.where(batch[group.key] == group.empty, silence_weight, 1.0)
+              if group.token is Token.TEXT else jnp.ones(shape))
     if quiet_scale != 1.0 and group.target is not Target.TRANSCRIPT:
-      weight = jnp.where(silent & batch["quiet"][..., None], quiet_scale * weight, weight)
+      quiet_silence = _silent(group, batch[group.key]) & batch["quiet"][..., None]
+      weight = jnp.where(quiet_silence, quiet_scale * weight, weight)
     groups.append(weight)
   weights = jnp.concatenate(groups, axis=-1).astype(jnp.float32)
   return weights * batch["turn_mask"].astype(jnp.float32)[..., None]

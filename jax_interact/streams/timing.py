@@ -12,6 +12,8 @@ starting at 0.4 s lands exactly on the 400 ms boundary (float `0.4 / 0.2` is not
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 SAMPLE_RATE = 16000  # audio samples per second, of every track and every live input
 CHUNK_MS = 200  # the default micro-turn length T (config's stream.chunk_ms)
 
@@ -49,6 +51,16 @@ def model_word_turn(start_s: float, chunk_ms: int) -> tuple[int, bool]:
 def output_window_s(turn: int, chunk_ms: int) -> tuple[float, float]:
   """Wall time [start, end) in seconds during which micro-turn `turn`'s output is spoken."""
   return (turn + 1) * chunk_ms / 1000, (turn + 2) * chunk_ms / 1000
+
+
+def output_turns_in(intervals_s: Iterable[Sequence[float]], n_turns: int, chunk_ms: int,
+                    overlapping: bool = False) -> list[int]:
+  """The micro-turns among the first `n_turns` whose output window lies inside one of
+  `intervals_s` ([lo, hi] in seconds) or, `overlapping`, overlaps one; in order."""
+  def within(turn: int, lo: float, hi: float) -> bool:
+    start, end = output_window_s(turn, chunk_ms)
+    return lo < end and hi > start if overlapping else lo <= start and end <= hi
+  return [t for t in range(n_turns) if any(within(t, lo, hi) for lo, hi in intervals_s)]
 
 
 def input_window_s(turn: int, chunk_ms: int) -> tuple[float, float]:
