@@ -58,8 +58,17 @@ def test_a_time_limit_stops_training_at_a_saved_step(tmp_path, capsys):
 def wait_for(condition, timeout_s: float = 60.0) -> None:
   deadline = time.monotonic() + timeout_s
   while not condition():
-    assert time.monotonic() < deadline, "timed out"
+    assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s"
     time.sleep(0.05)
+
+
+def wait_for_workers(run: subprocess.Popen) -> set[int]:
+  """The trainer's processes once its data workers have spawned. A trainer starting on a
+  loaded machine (a test run beside a training) takes minutes to import, featurize and spawn."""
+  wait_for(lambda: run.poll() is not None or len(spawned_workers(run.pid)) == WORKERS,
+           timeout_s=300)
+  assert run.poll() is None, f"the trainer exited ({run.returncode}) before its workers spawned"
+  return descendants(run.pid)
 
 
 def descendants(pid: int) -> set[int]:
@@ -117,8 +126,7 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   # SIGTERM: the trainer saves the step it is at and exits 0, its workers with it.
   run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True)
-  wait_for(lambda: len(spawned_workers(run.pid)) == WORKERS)
-  workers = descendants(run.pid)
+  workers = wait_for_workers(run)
   run.send_signal(signal.SIGTERM)
   out, _ = run.communicate(timeout=300)
   assert run.returncode == 0
@@ -132,8 +140,7 @@ def test_data_workers_end_with_their_trainer_however_it_ends(tmp_path):
   # SIGKILL: nothing runs in the trainer, yet its workers notice and end.
   run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-  wait_for(lambda: len(spawned_workers(run.pid)) == WORKERS)
-  workers = descendants(run.pid)
+  workers = wait_for_workers(run)
   run.send_signal(signal.SIGKILL)
   run.wait()
   wait_for(lambda: not alive(workers))
