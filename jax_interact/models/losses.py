@@ -61,7 +61,7 @@ class LossWeights:
 
 def _silent(group, values: jax.Array) -> jax.Array:
   """bool [B, N, n]: which slots of a target group hold silence (`<sil>`, unvoiced audio)."""
-  return values == group.empty if group.token is Token.TEXT else ~voiced(values, xp=jnp)
+  return values == group.empty if group.token is Token.TEXT else ~voicing_targets(values)
 
 
 def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: float,
