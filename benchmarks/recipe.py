@@ -12,7 +12,7 @@ writes OUT/recipe.json: for every target of TARGETS, the model's value, both bas
 the target and whether the model met it; for every family it trained on, whether its quiet
 intervals were kept (violation rate at most QUIET_BAR) and whether it beat each baseline (a
 higher score or, on a tie, a lower p50 latency, with the share of episodes in which the
-turn-based gate changed anything: at 0 that baseline is the model itself and cannot be beaten);
+turn-based cascade changed anything: at 0 that baseline is the model itself and cannot be beaten);
 and the time of each stage. It scores the recipe's own stratified validation split (or, with
 `--eval-data`, the validation split of that dataset) into OUT/eval and OUT/recipe.json, and then
 `--eval-episodes` episodes of a dataset generated with each of `--heldout-seeds` (never

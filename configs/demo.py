@@ -15,9 +15,9 @@ the user transcript (WER 0.64 -> 0.31) and with it pause handling; and it has no
 slots, which its three families never fill (a tenth off the step). `jax-interact demo` runs it
 for 2000 steps on 900 episodes of three families whose timing it learns first (turn_taking,
 pause_handling, interruption) and scores it on 135 episodes of another seed: it beats the
-silent and the turn-based baseline on two of the three (interruption and pause_handling on
-seed 1; on seed 12 too), and loses turn_taking to the turn-based baseline by a question or two
-(README.md; docs/BENCHMARKS.md, "The demo with a 32-micro-turn window"). About 10 minutes of
+silent and the turn-based baseline on two of the three (on seed 1 on 2026-12-07: interruption,
+and turn_taking on latency; it loses pause_handling by a few pauses; README.md; docs/BENCHMARKS.md,
+"The demo with a 32-micro-turn window"). About 10 minutes of
 training on 2 CPU cores:
 
   jax-interact data generate --out out/demo/data --episodes 900 --seed 0 \

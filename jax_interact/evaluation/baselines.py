@@ -1,8 +1,9 @@
 """Baselines scored beside the model, so every number has something to be compared with.
 
 silent      never speaks, never delegates, transcribes nothing.
-turn_based  the same model's streamed outputs behind a VAD-style harness, the classic cascade
-            that lets a system speak only once the user has been silent for GATE_SILENCE_S.
+turn_based  the same model's streamed outputs behind the harness of a classic cascade, which
+            speaks only in reply to a turn it was given, and only once the user has been silent
+            for GATE_SILENCE_S.
             The gate for the output of micro-turn t is open when the user spoke at no time in
             the last GATE_SILENCE_S of input heard by then, [(t+1)T - 0.6 s, (t+1)T) (an oracle
             VAD: user speech from the episode's user words). An output holding speech (a word
@@ -10,23 +11,34 @@ turn_based  the same model's streamed outputs behind a VAD-style harness, the cl
             (silent ones are dropped); while the gate is open the FIFO plays first, one output
             segment per micro-turn, and new outputs queue behind it (so pauses within held
             speech are kept), until only silence is left queued, which is dropped. Closed, the
-            gate plays silence. The user transcript passes ungated, and the background job
-            starts at the model's own `<delegate>` (the runtime acts on it, nobody hears it).
+            gate plays silence.
+            A turn is given when the gate opens after user speech, when typed text arrives and
+            when a background result is complete (its last word has arrived). Its reply is the
+            speech that starts while the gate is open, within REPLY_WINDOW_S of the first
+            micro-turn that may answer the turn, and goes on until the model has been silent for
+            GATE_SILENCE_S; speech outside a reply is dropped. So the cascade answers a question
+            as the model does, a beat later, but cannot speak on its own: it does not count
+            bounces, call out what it sees or keep a beat once its reply is over.
+            The user transcript passes ungated, and the background job starts at the model's own
+            `<delegate>` (the runtime acts on it, nobody hears it).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
 
-from jax_interact.evaluation import transcripts
+from jax_interact.evaluation import background, transcripts
 from jax_interact.inference.engine import TurnOutput
 from jax_interact.models.decisions import is_word
 from jax_interact.streams import timing
 from jax_interact.streams.dmel import SILENCE_BIN, voiced
+from jax_interact.streams.episode import Episode
+from jax_interact.streams.tasks import REPLY_WINDOW_S
 from jax_interact.streams.tokenizer import SIL
 
 GATE_SILENCE_S = 0.6
@@ -53,31 +65,55 @@ def gate_open(turn: int, user_speech_s: Sequence[transcripts.Interval], chunk_ms
   return not any(lo < heard_until and hi > since for lo, hi in user_speech_s)
 
 
+def turns_given_s(episode: Episode, behaviour: transcripts.Behaviour) -> tuple[float, ...]:
+  """Wall times at which the cascade is given a turn without the user falling silent: typed
+  text arriving, and the background job replayed from the model's `<delegate>` completing."""
+  given = [float(event["time_s"]) for event in episode.typed_text()]
+  if behaviour.delegate_s:
+    results = background.replayed_results(episode, behaviour.delegate_s[0])
+    given += [results[-1][1]] if results else []
+  return tuple(sorted(given))
+
+
 def turn_based(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.Interval],
-               chunk_ms: int) -> list[TurnOutput]:
-  """The outputs as the user hears them through the gate (module docstring), one per turn."""
+               chunk_ms: int, turns_given_s: Sequence[float] = ()) -> list[TurnOutput]:
+  """The outputs as the user hears them through the cascade (module docstring), one per turn."""
+  reply_wait = timing.to_ms(REPLY_WINDOW_S) // chunk_ms
+  reply_end = math.ceil(timing.to_ms(GATE_SILENCE_S) / chunk_ms)
+  given_turns = {timing.first_answer_turn(t, chunk_ms) for t in turns_given_s}
   held: collections.deque[TurnOutput] = collections.deque()
+  reply_due = None  # the last micro-turn in which a reply to the latest turn given may start
+  replying, silent_turns, was_open = False, 0, True
   gated = []
   for out in outputs:
-    if not gate_open(out.turn, user_speech_s, chunk_ms):
+    is_open = gate_open(out.turn, user_speech_s, chunk_ms)
+    if out.turn in given_turns or (is_open and not was_open):
+      reply_due = out.turn + reply_wait
+    was_open = is_open
+    played = None
+    if not is_open:
+      replying = False
       if _speaks(out):
         held.append(out)
-      played = None
-    elif held:
-      held.append(out)
-      played = held.popleft()
-      if not any(_speaks(o) for o in held):
-        held.clear()
     else:
-      played = out
+      heard = out
+      if held:
+        held.append(out)
+        heard = held.popleft()
+        if not any(_speaks(o) for o in held):
+          held.clear()
+      if not replying and reply_due is not None and out.turn <= reply_due and _speaks(heard):
+        replying, reply_due, silent_turns = True, None, 0
+      if replying:
+        played = heard
+        silent_turns = 0 if _speaks(heard) else silent_turns + 1
+        replying = silent_turns < reply_end
     gated.append(_play(out, played))
   return gated
 
 
 def gate_changed(outputs: Sequence[TurnOutput], gated: Sequence[TurnOutput]) -> bool:
-  """Whether the gate changed what the user hears in any micro-turn of an episode. In a family
-  where it changed nothing in any episode, the turn-based baseline is the model itself there:
-  their scores and latencies tie, and no model can beat it."""
+  """Whether the cascade changed what the user hears in any micro-turn of an episode."""
   return any(not (np.array_equal(out.text_out, heard.text_out)
                   and np.array_equal(out.audio_out, heard.audio_out))
              for out, heard in zip(outputs, gated, strict=True))

@@ -138,10 +138,11 @@ def markdown(report: dict[str, Any]) -> str:
   lines = ["# Interactivity evaluation", ""]
   lines += [f"- {key}: {_format(value)}" for key, value in meta.items()
             if not isinstance(value, dict)]
-  lines += ["", "Columns: the model; `silent` (never speaks); `turn_based` (the model's outputs "
-            "held until the user has been silent for 600 ms; `gate_changed`: the share of episodes "
-            "in which that changed anything the user hears, so at 0 the two columns are the same "
-            "system). Rates in [0, 1]; `*_s` in seconds. "
+  lines += ["", "Columns: the model; `silent` (never speaks); `turn_based` (a cascade: the model's "
+            "outputs held until the user has been silent for 600 ms, and only its replies to "
+            "turns it was given played, jax_interact/evaluation/baselines.py; `gate_changed`: "
+            "the share of episodes in which that changed anything the user hears, so at 0 the "
+            "two columns are the same system). Rates in [0, 1]; `*_s` in seconds. "
             "`words_without_voice`, `voice_without_words` and the `tf_`/`free_` decision "
             "accuracies are explained in jax_interact/evaluation/diagnostics.py.",
             "", "![scores](scores.png)", "", "![latency](latency.png)", ""]
