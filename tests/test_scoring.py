@@ -224,7 +224,7 @@ def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tok
   overlaps = lambda b: any(lo < s_hi and hi > s_lo
                            for lo, hi in b.active_s for s_lo, s_hi in speech)
   assert overlaps(transcripts.from_outputs(early, layout, tokenizer))
-  gated = baselines.turn_based(early, speech, layout.chunk_ms)
+  gated = baselines.cascade(early, speech, layout.chunk_ms)
   assert [o.turn for o in gated] == list(range(len(outputs)))
   heard = transcripts.from_outputs(gated, layout, tokenizer)
   assert not overlaps(heard)
@@ -243,9 +243,8 @@ def _through_the_cascade(episode, tokenizer, given=True):
   """(score of the reference streams, score of them as the turn-based cascade plays them)."""
   layout, outputs = _reference_outputs(episode, tokenizer)
   reference = transcripts.from_outputs(outputs, layout, tokenizer)
-  turns_given_s = baselines.turns_given_s(episode, reference) if given else ()
-  gated = baselines.turn_based(outputs, transcripts.user_speech_s(episode), CHUNK_MS,
-                               turns_given_s)
+  gated = (baselines.turn_based(outputs, episode, reference, CHUNK_MS) if given
+           else baselines.cascade(outputs, transcripts.user_speech_s(episode), CHUNK_MS))
   heard = dataclasses.replace(transcripts.from_outputs(gated, layout, tokenizer),
                               delegate_s=reference.delegate_s)
   return (scoring.score_episode(episode, reference)["score"],

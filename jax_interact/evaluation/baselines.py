@@ -75,9 +75,18 @@ def turns_given_s(episode: Episode, behaviour: transcripts.Behaviour) -> tuple[f
   return tuple(sorted(given))
 
 
-def turn_based(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.Interval],
-               chunk_ms: int, turns_given_s: Sequence[float] = ()) -> list[TurnOutput]:
-  """The outputs as the user hears them through the cascade (module docstring), one per turn."""
+def turn_based(outputs: Sequence[TurnOutput], episode: Episode,
+               behaviour: transcripts.Behaviour, chunk_ms: int) -> list[TurnOutput]:
+  """The streamed outputs of `episode` (whose model behaviour is `behaviour`) as the user hears
+  them through the cascade, one per turn."""
+  return cascade(outputs, transcripts.user_speech_s(episode), chunk_ms,
+                 turns_given_s(episode, behaviour))
+
+
+def cascade(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.Interval],
+            chunk_ms: int, turns_given_s: Sequence[float] = ()) -> list[TurnOutput]:
+  """The outputs as the user hears them through the gate (module docstring), given a turn when
+  it opens after `user_speech_s` and at each of `turns_given_s`."""
   reply_wait = timing.to_ms(REPLY_WINDOW_S) // chunk_ms
   reply_end = math.ceil(timing.to_ms(GATE_SILENCE_S) / chunk_ms)
   given_turns = {timing.first_answer_turn(t, chunk_ms) for t in turns_given_s}
@@ -102,11 +111,12 @@ def turn_based(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcript
         heard = held.popleft()
         if not any(_speaks(o) for o in held):
           held.clear()
-      if not replying and reply_due is not None and out.turn <= reply_due and _speaks(heard):
+      speaks = _speaks(heard)
+      if not replying and reply_due is not None and out.turn <= reply_due and speaks:
         replying, reply_due, silent_turns = True, None, 0
       if replying:
         played = heard
-        silent_turns = 0 if _speaks(heard) else silent_turns + 1
+        silent_turns = 0 if speaks else silent_turns + 1
         replying = silent_turns < reply_end
     gated.append(_play(out, played))
   return gated

@@ -97,8 +97,7 @@ class Evaluator:
                                       desc="evaluating", disable=not progress):
       step_ms += [o.step_ms for o in outputs]
       behaviour = transcripts.from_outputs(outputs, layout, self.tokenizer)
-      gated = baselines.turn_based(outputs, transcripts.user_speech_s(episode), chunk_ms,
-                                   baselines.turns_given_s(episode, behaviour))
+      gated = baselines.turn_based(outputs, episode, behaviour, chunk_ms)
       turn_based = dataclasses.replace(transcripts.from_outputs(gated, layout, self.tokenizer),
                                        delegate_s=behaviour.delegate_s)
       silent = baselines.silent_outputs(outputs)
