@@ -95,6 +95,31 @@ def test_talking_over_the_user_fails(episodes, task, failed):
   assert scores[failed] == (0.0 if failed == "stop" else 1.0)
 
 
+def test_a_missed_question_says_whether_it_was_spoken_over_met_with_silence_or_answered_late(
+    episodes):
+  pause = episodes["pause_handling"]
+  (lo, hi), = pause.annotations["pauses_s"]
+  answer = pause.annotations["turns"][0]["answer"].split()
+  starts = np.arange(lo + 0.05, hi - 0.2, 0.2)
+  in_the_pause = transcripts.from_words(
+      [Word("model", w, round(s, 3), round(s + 0.2, 3)) for w, s in zip(answer, starts)],
+      CHUNK_MS)
+  question = episodes["turn_taking"]
+  miss = lambda episode, behaviour: {
+      k: v for k, v in scoring.score_episode(episode, behaviour).items()
+      if k in ("takeover", "missed_spoke_while_asked", "missed_silent")}
+
+  assert miss(pause, in_the_pause) == {"takeover": 0.0, "missed_spoke_while_asked": 1.0,
+                                       "missed_silent": 1.0}
+  assert miss(question, baselines.silent()) == {"takeover": 0.0, "missed_spoke_while_asked": 0.0,
+                                                "missed_silent": 1.0}
+  assert miss(question, _late(question, DEFAULT_LATE_S)) == {
+      "takeover": 0.0, "missed_spoke_while_asked": 0.0, "missed_silent": 0.0}
+  for episode in (pause, question):
+    assert miss(episode, transcripts.reference(episode, CHUNK_MS)) == {
+        "takeover": 1.0, "missed_spoke_while_asked": 0.0, "missed_silent": 0.0}
+
+
 def test_interruption_stop_latency_runs_to_the_end_of_speech(episodes):
   episode = episodes["interruption"]
   perfect = scoring.score_episode(episode, transcripts.reference(episode, CHUNK_MS))
@@ -233,6 +258,23 @@ def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tok
   said = [w.text for w in transcripts.from_outputs(early, layout, tokenizer).words]
   assert [w.text for w in heard.words] == said  # held and released in order, nothing lost
   assert baselines.gate_changed(early, gated)
+
+
+def test_the_cascade_does_not_answer_a_question_with_speech_queued_before_it_was_asked(
+    episodes, tokenizer):
+  """Questions at 1-2 s and 4-5 s; the model speaks from 1.4 s to 3.9 s and never again. Held
+  while the first question ends, its answer plays from 2.4 s, a second behind, and the second
+  question starts before it has all played; the rest is not a reply to that question."""
+  _, outputs = _reference_outputs(episodes["turn_taking"], tokenizer)
+  word = len(tokenizer_lib.SPECIAL_PIECES)
+  speaking = range(7, 20)  # micro-turns of 200 ms: 1.4 s to 4.0 s
+  model = [dataclasses.replace(
+      outputs[0], turn=t, audio_out=np.full_like(outputs[0].audio_out, SILENCE_BIN),
+      text_out=np.full_like(outputs[0].text_out, word if t in speaking else SIL))
+      for t in range(40)]
+  gated = baselines.cascade(model, [(1.0, 2.0), (4.0, 5.0)], CHUNK_MS)
+  played = [o.turn for o in gated if np.any(o.text_out != SIL)]
+  assert played == list(range(12, 20))  # the first answer, until the second question starts
 
 
 ANSWERED_THROUGH_THE_CASCADE = ("turn_taking", "pause_handling", "interruption", "delegate")

@@ -11,7 +11,9 @@ turn_based  the same model's streamed outputs behind the harness of a classic ca
             (silent ones are dropped); while the gate is open the FIFO plays first, one output
             segment per micro-turn, and new outputs queue behind it (so pauses within held
             speech are kept), until only silence is left queued, which is dropped. Closed, the
-            gate plays silence.
+            gate plays silence. When the user starts to speak (the gate closes), what is still
+            queued is dropped, as a cascade's barge-in flushes its playback: a reply to a spoken
+            turn holds only speech the model produced after the user began it.
             A turn is given when the gate opens after user speech, when typed text arrives and
             when a background result is complete (its last word has arrived). Its reply is the
             speech that starts while the gate is open, within REPLY_WINDOW_S of the first
@@ -98,6 +100,8 @@ def cascade(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.I
     is_open = gate_open(out.turn, user_speech_s, chunk_ms)
     if out.turn in given_turns or (is_open and not was_open):
       reply_due = out.turn + reply_wait
+    if was_open and not is_open:
+      held.clear()
     was_open = is_open
     played = None
     if not is_open:

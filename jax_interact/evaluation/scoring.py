@@ -11,6 +11,12 @@ Latency (SPEC §3): from the event to the wall time of the first answering token
 the output window of the micro-turn holding it. A reply to an event is the first model word
 starting at or after the event and before the user's next word (the horizon).
 
+A question that was not answered in its window is counted, for turn_taking and pause_handling,
+in `missed_spoke_while_asked` if the system spoke (more than QUIET_TOLERANCE_S) between the
+question's first user word and its end (a false start in a pause, an answer before the end, or
+talk running on over it), and in `missed_silent` if it said no word from the end until the user
+spoke again; a miss in neither came late. Both are shares of all questions.
+
 Every family also reports:
   score                 the headline in [0, 1] (per family below; the report's bar chart)
   score_se              its standard error over episodes, each episode one cluster of samples
@@ -50,15 +56,25 @@ def _reply(episode: Episode, behaviour: Behaviour, event_s: float,
   return word.start_s - event_s, word.start_s <= window_hi_s
 
 
-def _observe_reply(episode: Episode, behaviour: Behaviour, turn: dict,
+def _question_observations(**others: list[float]) -> Observations:
+  return {"takeover": [], "latency_s": [], "missed_spoke_while_asked": [], "missed_silent": [],
+          **others}
+
+
+def _observe_reply(episode: Episode, behaviour: Behaviour, turn: dict, asked_after_s: float,
                    obs: Observations) -> tuple[float, bool]:
-  """Adds a question turn's `takeover` and `latency_s` to `obs`; returns (end of the question,
-  whether the reply started within its window)."""
+  """Adds a question turn's `takeover`, `latency_s` and, where it was missed, why, to `obs`
+  (`asked_after_s`: the end of the question before it); returns (end of the question, whether
+  the reply started within its window)."""
   heard, (_, hi) = turn["user_end_s"], turn["window_s"]
   latency, took = _reply(episode, behaviour, heard, hi)
   obs["takeover"].append(float(took))
   if latency is not None:
     obs["latency_s"].append(latency)
+  asked_from = min((w.start_s for w in user_words(episode) if w.start_s >= asked_after_s),
+                   default=heard)
+  obs["missed_spoke_while_asked"].append(float(not took and _spoke(behaviour, asked_from, heard)))
+  obs["missed_silent"].append(float(not took and latency is None))
   return heard, took
 
 
@@ -81,14 +97,16 @@ def turn_taking(episode: Episode, behaviour: Behaviour) -> Observations:
   """Per question: `takeover` (reply started within the window), `latency_s` from the end of the
   user's question (or the typed text), `answer_recall` (share of the expected answer's words
   said before the user speaks again). score = takeover."""
-  obs: Observations = {"takeover": [], "latency_s": [], "answer_recall": []}
+  obs = _question_observations(answer_recall=[])
+  previous_end = -math.inf
   for turn in episode.annotations["turns"]:
-    heard, took = _observe_reply(episode, behaviour, turn, obs)
+    heard, _ = _observe_reply(episode, behaviour, turn, previous_end, obs)
     next_user = min((w.start_s for w in user_words(episode) if w.start_s > heard),
                     default=episode.duration_s)
     said = set(_said(behaviour, heard, next_user))
     answer = turn["answer"].split()
     obs["answer_recall"].append(sum(w in said for w in answer) / len(answer))
+    previous_end = heard
   obs["score"] = list(obs["takeover"])
   return obs
 
@@ -97,12 +115,11 @@ def pause_handling(episode: Episode, behaviour: Behaviour) -> Observations:
   """Per mid-utterance pause: `false_takeover` (the model spoke in it). Per question: `takeover`
   and `latency_s` at its real end. score per question: no false takeover in its pauses and a
   reply within the window."""
-  obs: Observations = {"false_takeover": [], "takeover": [], "latency_s": [], "score": []}
   pauses = [(lo, hi, _spoke(behaviour, lo, hi)) for lo, hi in episode.annotations["pauses_s"]]
-  obs["false_takeover"] = [float(spoke) for _, _, spoke in pauses]
+  obs = _question_observations(false_takeover=[float(spoke) for _, _, spoke in pauses], score=[])
   previous_end = -math.inf
   for turn in episode.annotations["turns"]:
-    heard, took = _observe_reply(episode, behaviour, turn, obs)
+    heard, took = _observe_reply(episode, behaviour, turn, previous_end, obs)
     respected = not any(spoke for lo, p_hi, spoke in pauses if previous_end <= lo and p_hi <= heard)
     obs["score"].append(float(took and respected))
     previous_end = heard
