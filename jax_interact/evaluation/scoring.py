@@ -15,7 +15,8 @@ A question that was not answered in its window is counted, for turn_taking and p
 in `missed_spoke_while_asked` if the system spoke (more than QUIET_TOLERANCE_S) between the
 question's first user word and its end (a false start in a pause, an answer before the end, or
 talk running on over it), and in `missed_silent` if it said no word from the end until the user
-spoke again; a miss in neither came late. Both are shares of all questions.
+spoke again (or, later, the window closed); a miss in neither came late. Both are shares of all
+questions.
 
 Every family also reports:
   score                 the headline in [0, 1] (per family below; the report's bar chart)
