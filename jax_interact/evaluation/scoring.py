@@ -46,11 +46,16 @@ QUIET_TOLERANCE_S = 0.2
 _PER_EPISODE_SUMS = ("user_word_errors", "user_words", "score_sum", "score_samples")
 
 
+def _user_speaks_next_s(episode: Episode, after_s: float) -> float:
+  """The start of the user's first word after `after_s` (the episode's end if none)."""
+  return min((w.start_s for w in user_words(episode) if w.start_s > after_s),
+             default=episode.duration_s)
+
+
 def _reply(episode: Episode, behaviour: Behaviour, event_s: float,
            window_hi_s: float) -> tuple[float | None, bool]:
   """(latency or None, whether the reply starts by `window_hi_s`) of the reply to `event_s`."""
-  horizon = min((w.start_s for w in user_words(episode) if w.start_s > event_s),
-                default=episode.duration_s)
+  horizon = _user_speaks_next_s(episode, event_s)
   word = behaviour.first_word(event_s, max(horizon, window_hi_s))
   if word is None:
     return None, False
@@ -72,8 +77,7 @@ def _observe_reply(episode: Episode, behaviour: Behaviour, turn: dict, asked_aft
   obs["takeover"].append(float(took))
   if latency is not None:
     obs["latency_s"].append(latency)
-  asked_from = min((w.start_s for w in user_words(episode) if w.start_s >= asked_after_s),
-                   default=heard)
+  asked_from = min(_user_speaks_next_s(episode, asked_after_s), heard)
   obs["missed_spoke_while_asked"].append(float(not took and _spoke(behaviour, asked_from, heard)))
   obs["missed_silent"].append(float(not took and latency is None))
   return heard, took
@@ -102,9 +106,7 @@ def turn_taking(episode: Episode, behaviour: Behaviour) -> Observations:
   previous_end = -math.inf
   for turn in episode.annotations["turns"]:
     heard, _ = _observe_reply(episode, behaviour, turn, previous_end, obs)
-    next_user = min((w.start_s for w in user_words(episode) if w.start_s > heard),
-                    default=episode.duration_s)
-    said = set(_said(behaviour, heard, next_user))
+    said = set(_said(behaviour, heard, _user_speaks_next_s(episode, heard)))
     answer = turn["answer"].split()
     obs["answer_recall"].append(sum(w in said for w in answer) / len(answer))
     previous_end = heard
