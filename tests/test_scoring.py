@@ -262,19 +262,25 @@ def test_turn_based_gate_holds_speech_until_600_ms_of_user_silence(episodes, tok
 
 def test_the_cascade_does_not_answer_a_question_with_speech_queued_before_it_was_asked(
     episodes, tokenizer):
-  """Questions at 1-2 s and 4-5 s; the model speaks from 1.4 s to 3.9 s and never again. Held
-  while the first question ends, its answer plays from 2.4 s, a second behind, and the second
-  question starts before it has all played; the rest is not a reply to that question."""
+  """The model speaks from 1.4 s to 3.9 s, one word per micro-turn, and never again. Held while a
+  question at 1-2 s ends, its answer plays from 2.4 s, a second behind. A second question,
+  spoken at 4-5 s or typed at 3 s, starts before all of it has played; the rest is not a reply
+  to that question: a spoken one silences the cascade, and a typed one's reply is what the model
+  says from then on."""
   _, outputs = _reference_outputs(episodes["turn_taking"], tokenizer)
   word = len(tokenizer_lib.SPECIAL_PIECES)
   speaking = range(7, 20)  # micro-turns of 200 ms: 1.4 s to 4.0 s
   model = [dataclasses.replace(
       outputs[0], turn=t, audio_out=np.full_like(outputs[0].audio_out, SILENCE_BIN),
-      text_out=np.full_like(outputs[0].text_out, word if t in speaking else SIL))
+      text_out=np.full_like(outputs[0].text_out, word + t if t in speaking else SIL))
       for t in range(40)]
-  gated = baselines.cascade(model, [(1.0, 2.0), (4.0, 5.0)], CHUNK_MS)
-  played = [o.turn for o in gated if np.any(o.text_out != SIL)]
-  assert played == list(range(12, 20))  # the first answer, until the second question starts
+  heard = lambda gated: {o.turn: int(o.text_out[0]) - word
+                         for o in gated if np.any(o.text_out != SIL)}
+  spoken_again = baselines.cascade(model, [(1.0, 2.0), (4.0, 5.0)], CHUNK_MS)
+  assert heard(spoken_again) == {t: t - 5 for t in range(12, 20)}
+  typed_at_3_s = baselines.cascade(model, [(1.0, 2.0)], CHUNK_MS,
+                                   baselines.GivenTurns(typed_s=(3.0,)))
+  assert heard(typed_at_3_s) == {12: 7, 13: 8, 14: 9, 15: 15, 16: 16, 17: 17, 18: 18, 19: 19}
 
 
 ANSWERED_THROUGH_THE_CASCADE = ("turn_taking", "pause_handling", "interruption", "delegate")
@@ -317,7 +323,8 @@ def test_typed_text_and_a_background_result_give_the_cascade_a_turn(tokenizer, t
   and its episode 3 a result arriving while nobody speaks: without those turns the cascade
   would not answer them."""
   episode = synthetic.generate_episode(task, index, 3)
-  assert baselines.turns_given_s(episode, transcripts.reference(episode, CHUNK_MS))
+  given = baselines.given_turns(episode, transcripts.reference(episode, CHUNK_MS))
+  assert given.typed_s or given.results_s
   said, heard = _through_the_cascade(episode, tokenizer)
   _, heard_ungiven = _through_the_cascade(episode, tokenizer, given=False)
   assert heard == said == 1.0

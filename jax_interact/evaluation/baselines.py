@@ -11,9 +11,10 @@ turn_based  the same model's streamed outputs behind the harness of a classic ca
             (silent ones are dropped); while the gate is open the FIFO plays first, one output
             segment per micro-turn, and new outputs queue behind it (so pauses within held
             speech are kept), until only silence is left queued, which is dropped. Closed, the
-            gate plays silence. When the user starts to speak (the gate closes), what is still
-            queued is dropped, as a cascade's barge-in flushes its playback: a reply to a spoken
-            turn holds only speech the model produced after the user began it.
+            gate plays silence. When the user starts a turn (speaks, so the gate closes, or
+            types), what is still queued is dropped and a reply under way ends, as a cascade's
+            barge-in flushes its playback: a reply to a turn holds only speech the model
+            produced after the user began it.
             A turn is given when the gate opens after user speech, when typed text arrives and
             when a background result is complete (its last word has arrived). Its reply is the
             speech that starts while the gate is open, within REPLY_WINDOW_S of the first
@@ -67,14 +68,20 @@ def gate_open(turn: int, user_speech_s: Sequence[transcripts.Interval], chunk_ms
   return not any(lo < heard_until and hi > since for lo, hi in user_speech_s)
 
 
-def turns_given_s(episode: Episode, behaviour: transcripts.Behaviour) -> tuple[float, ...]:
-  """Wall times at which the cascade is given a turn without the user falling silent: typed
-  text arriving, and the background job replayed from the model's `<delegate>` completing."""
-  given = [float(event["time_s"]) for event in episode.typed_text()]
-  if behaviour.delegate_s:
-    results = background.replayed_results(episode, behaviour.delegate_s[0])
-    given += [results[-1][1]] if results else []
-  return tuple(sorted(given))
+@dataclasses.dataclass(frozen=True)
+class GivenTurns:
+  """Wall times at which the cascade is given a turn without the user falling silent."""
+  typed_s: tuple[float, ...] = ()  # typed text arrives: the user starts a turn
+  results_s: tuple[float, ...] = ()  # a background job the model delegated completes
+
+
+def given_turns(episode: Episode, behaviour: transcripts.Behaviour) -> GivenTurns:
+  """The turns `episode` gives the cascade when the model behaves as `behaviour`: its typed
+  text, and the background job replayed from the model's first `<delegate>`."""
+  results = (background.replayed_results(episode, behaviour.delegate_s[0])
+             if behaviour.delegate_s else [])
+  return GivenTurns(typed_s=tuple(float(event["time_s"]) for event in episode.typed_text()),
+                    results_s=(results[-1][1],) if results else ())
 
 
 def turn_based(outputs: Sequence[TurnOutput], episode: Episode,
@@ -82,30 +89,32 @@ def turn_based(outputs: Sequence[TurnOutput], episode: Episode,
   """The streamed outputs of `episode` (whose model behaviour is `behaviour`) as the user hears
   them through the cascade, one per turn."""
   return cascade(outputs, transcripts.user_speech_s(episode), chunk_ms,
-                 turns_given_s(episode, behaviour))
+                 given_turns(episode, behaviour))
 
 
 def cascade(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.Interval],
-            chunk_ms: int, turns_given_s: Sequence[float] = ()) -> list[TurnOutput]:
+            chunk_ms: int, given: GivenTurns = GivenTurns()) -> list[TurnOutput]:
   """The outputs as the user hears them through the gate (module docstring), given a turn when
-  it opens after `user_speech_s` and at each of `turns_given_s`."""
+  it opens after `user_speech_s` and at each of `given`'s times."""
   reply_wait = timing.to_ms(REPLY_WINDOW_S) // chunk_ms
   reply_end = math.ceil(timing.to_ms(GATE_SILENCE_S) / chunk_ms)
-  given_turns = {timing.first_answer_turn(t, chunk_ms) for t in turns_given_s}
+  answer_turns = lambda times_s: {timing.first_answer_turn(t, chunk_ms) for t in times_s}
+  typed_turns = answer_turns(given.typed_s)
+  result_turns = answer_turns(given.results_s)
   held: collections.deque[TurnOutput] = collections.deque()
   reply_due = None  # the last micro-turn in which a reply to the latest turn given may start
   replying, silent_turns, was_open = False, 0, True
   gated = []
   for out in outputs:
     is_open = gate_open(out.turn, user_speech_s, chunk_ms)
-    if out.turn in given_turns or (is_open and not was_open):
-      reply_due = out.turn + reply_wait
-    if was_open and not is_open:
+    if out.turn in typed_turns or (was_open and not is_open):
       held.clear()
+      replying = False
+    if out.turn in typed_turns or out.turn in result_turns or (is_open and not was_open):
+      reply_due = out.turn + reply_wait
     was_open = is_open
     played = None
     if not is_open:
-      replying = False
       if _speaks(out):
         held.append(out)
     else:
