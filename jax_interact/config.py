@@ -130,6 +130,9 @@ def defaults() -> ml_collections.ConfigDict:
   # audio target) in micro-turns inside a quiet interval (batch key `quiet`): a pause's silence
   # weighed more than silence elsewhere. 1: no different.
   c.loss.quiet_scale = 1.0
+  # Scales the weight of the model's own silent output slots in micro-turns whose user audio
+  # (`audio_in`) holds a voiced token: silence while the user speaks weighed more. 1: no different.
+  c.loss.user_speech_scale = 1.0
 
   # Streaming inference (SPEC §7).
   c.sample = ml_collections.ConfigDict()
@@ -278,6 +281,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "loss.moe_aux_weight": _non_negative,
     "loss.scene_event_weight": _non_negative,
     "loss.quiet_scale": _positive,
+    "loss.user_speech_scale": _positive,
     "sample.temperature": _non_negative,
     "sample.top_p": _fraction,
     "sample.silence_threshold": _open_unit,

@@ -112,28 +112,33 @@ def test_only_output_slots_of_valid_turns_carry_weight(setup):
   np.testing.assert_array_equal(slot_weights(layout, batch, 0.1), weights)
 
 
-def test_quiet_scale_weighs_only_the_models_own_silence_inside_quiet_intervals(setup):
+def test_quiet_and_user_speech_scales_weigh_only_the_models_own_silence_where_they_apply(setup):
   """In a quiet micro-turn the model's `<sil>` and unvoiced audio weigh `quiet_scale` times
-  more; its words, its voiced audio, the user transcript and every other micro-turn keep
+  more, in one whose user audio is voiced `user_speech_scale` times more, in one that is both
+  the product; its words, its voiced audio, the user transcript and every other micro-turn keep
   their weights."""
   config, layout, _, _ = setup
   batch = _batch(config, layout)
   batch["quiet"] = np.zeros_like(batch["turn_mask"])
-  batch["quiet"][:, 1] = True
+  batch["quiet"][:, 1:3] = True
+  batch["audio_in"][:] = SILENCE_BIN
+  batch["audio_in"][:, 2:4, -1] = SILENCE_BIN + 6
   for key in ("text_out", "user_transcript"):
     batch[key][:, :, 0] = SIL
     batch[key][:, :, 1:] = len(SPECIAL_PIECES)
   batch["audio_out"][:, :, 0] = SILENCE_BIN
   batch["audio_out"][:, :, 1:] = SILENCE_BIN + 6
   plain = np.asarray(slot_weights(layout, batch, 0.1))
-  scaled = np.asarray(slot_weights(layout, batch, 0.1, quiet_scale=4.0))
+  scaled = np.asarray(slot_weights(layout, batch, 0.1, quiet_scale=4.0, user_speech_scale=3.0))
   text, audio = layout.offset(SlotKind.TEXT_OUT), layout.offset(SlotKind.AUDIO_OUT)
   assert voiced(batch["audio_out"])[0, 1].tolist() == [False] + [True] * (
       layout.count(SlotKind.AUDIO_OUT) - 1)
   expected = plain.copy()
-  expected[:, 1, [text, audio]] *= 4.0
+  for turn, scale in ((1, 4.0), (2, 12.0), (3, 3.0)):
+    expected[:, turn, [text, audio]] *= scale
   np.testing.assert_allclose(scaled, expected)
-  assert scaled[0, 1, text] == pytest.approx(0.4) and scaled[0, 1, audio] == pytest.approx(4.0)
+  assert scaled[0, 1, text] == pytest.approx(0.4) and scaled[0, 2, audio] == pytest.approx(12.0)
+  assert scaled[0, 0, text] == pytest.approx(0.1) and scaled[0, 0, audio] == pytest.approx(1.0)
 
 
 def test_loss_ignores_turns_outside_the_episode(setup):

@@ -4,7 +4,8 @@ Input slots are never targets. Every output slot carries a weight within its str
 (`slot_weights`): 0 on input slots and in micro-turns outside the episode (turn_mask False),
 `silence_weight` on text targets equal to their group's empty value (`<sil>`), 1 otherwise,
 and the model's own silent slots (its `<sil>`, its unvoiced audio) scaled by `loss.quiet_scale`
-in micro-turns inside a quiet interval (the batch's `quiet` flag);
+in micro-turns inside a quiet interval (the batch's `quiet` flag) and by
+`loss.user_speech_scale` in micro-turns whose user audio is voiced;
 which slots are targets of which stream is the layout's table (streams/layout.py). Audio slots
 have two losses: the voicing cross-entropy of every slot against `streams.dmel.voiced` of its
 target, and the flow-matching loss of the voiced ones only (an unvoiced slot is exact silence and
@@ -50,13 +51,15 @@ class LossWeights:
   moe_aux: float
   scene_event: float
   quiet: float
+  user_speech: float
 
   @classmethod
   def from_config(cls, loss_config) -> "LossWeights":
     return cls(text=loss_config.text_weight, transcript=loss_config.transcript_weight,
                voicing=loss_config.voicing_weight, audio=loss_config.audio_weight,
                silence=loss_config.silence_weight, moe_aux=loss_config.moe_aux_weight,
-               scene_event=loss_config.scene_event_weight, quiet=loss_config.quiet_scale)
+               scene_event=loss_config.scene_event_weight, quiet=loss_config.quiet_scale,
+               user_speech=loss_config.user_speech_scale)
 
 
 def _silent(group, values: jax.Array) -> jax.Array:
@@ -64,11 +67,27 @@ def _silent(group, values: jax.Array) -> jax.Array:
   return values == group.empty if group.token is Token.TEXT else ~voicing_targets(values)
 
 
+def _silence_scale(batch: dict[str, jax.Array], quiet_scale: float,
+                   user_speech_scale: float) -> jax.Array:
+  """float32 [B, N]: how much more the model's own silence weighs in each micro-turn:
+  `quiet_scale` in those flagged `quiet`, times `user_speech_scale` in those whose user audio
+  holds a voiced token."""
+  scale_BN = jnp.ones(batch["turn_mask"].shape)
+  if quiet_scale != 1.0:
+    scale_BN = jnp.where(batch["quiet"], quiet_scale * scale_BN, scale_BN)
+  if user_speech_scale != 1.0:
+    user_speaks_BN = jnp.any(voicing_targets(batch["audio_in"]), axis=-1)
+    scale_BN = jnp.where(user_speaks_BN, user_speech_scale * scale_BN, scale_BN)
+  return scale_BN
+
+
 def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: float,
-                 quiet_scale: float = 1.0) -> jax.Array:
-  """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn.
-  `quiet_scale` multiplies the weight of the model's own silent output slots (not the user
-  transcript's) in the micro-turns flagged `quiet`."""
+                 quiet_scale: float = 1.0, user_speech_scale: float = 1.0) -> jax.Array:
+  """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn. The
+  weight of the model's own silent output slots (not the user transcript's) is scaled by
+  `_silence_scale`: `quiet_scale` in the micro-turns flagged `quiet`, `user_speech_scale` in
+  those where the user's audio is voiced."""
+  silence_scale_BN = _silence_scale(batch, quiet_scale, user_speech_scale)
   groups = []
   for group, n in layout.group_slots:
     shape = batch["turn_mask"].shape + (n,)
@@ -77,9 +96,9 @@ def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: fl
       continue
     weight = (jnp.where(batch[group.key] == group.empty, silence_weight, 1.0)
               if group.token is Token.TEXT else jnp.ones(shape))
-    if quiet_scale != 1.0 and group.target is not Target.TRANSCRIPT:
-      quiet_silence = _silent(group, batch[group.key]) & batch["quiet"][..., None]
-      weight = jnp.where(quiet_silence, quiet_scale * weight, weight)
+    if group.target is not Target.TRANSCRIPT:
+      weight = jnp.where(_silent(group, batch[group.key]),
+                         silence_scale_BN[..., None] * weight, weight)
     groups.append(weight)
   weights = jnp.concatenate(groups, axis=-1).astype(jnp.float32)
   return weights * batch["turn_mask"].astype(jnp.float32)[..., None]
@@ -224,8 +243,8 @@ def loss_fn(model: InteractionModel, batch: dict[str, jax.Array], rng: jax.Array
     fed = with_own_predictions(model, fed, jax.random.fold_in(noise_rng, 1), own_feedback,
                                silence_threshold, continue_threshold, voicing_threshold)
   outputs = model(fed)
-  output_weights = slot_weights(layout, batch, weights.silence,
-                                weights.quiet)[..., layout.input_len:]
+  output_weights = slot_weights(layout, batch, weights.silence, weights.quiet,
+                                weights.user_speech)[..., layout.input_len:]
 
   text_slots, targets_BNK, text_streams_K = output_targets(layout, batch, Token.TEXT)
   text_weights_BNK = output_weights[..., text_slots]
