@@ -68,10 +68,12 @@ def _silent(group, values: jax.Array) -> jax.Array:
 
 
 def _silence_scale(batch: dict[str, jax.Array], quiet_scale: float,
-                   user_speech_scale: float) -> jax.Array:
+                   user_speech_scale: float) -> jax.Array | None:
   """float32 [B, N]: how much more the model's own silence weighs in each micro-turn:
   `quiet_scale` in those flagged `quiet`, times `user_speech_scale` in those whose user audio
-  holds a voiced token."""
+  holds a voiced token; None when both are 1."""
+  if quiet_scale == 1.0 and user_speech_scale == 1.0:
+    return None
   scale_BN = jnp.ones(batch["turn_mask"].shape)
   if quiet_scale != 1.0:
     scale_BN = jnp.where(batch["quiet"], quiet_scale * scale_BN, scale_BN)
@@ -96,7 +98,7 @@ def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: fl
       continue
     weight = (jnp.where(batch[group.key] == group.empty, silence_weight, 1.0)
               if group.token is Token.TEXT else jnp.ones(shape))
-    if group.target is not Target.TRANSCRIPT:
+    if silence_scale_BN is not None and group.target is not Target.TRANSCRIPT:
       weight = jnp.where(_silent(group, batch[group.key]),
                          silence_scale_BN[..., None] * weight, weight)
     groups.append(weight)
