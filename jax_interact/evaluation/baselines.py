@@ -107,10 +107,11 @@ def cascade(outputs: Sequence[TurnOutput], user_speech_s: Sequence[transcripts.I
   gated = []
   for out in outputs:
     is_open = gate_open(out.turn, user_speech_s, chunk_ms)
-    if out.turn in typed_turns or (was_open and not is_open):
+    typed = out.turn in typed_turns
+    if typed or (was_open and not is_open):  # the user starts a turn
       held.clear()
       replying = False
-    if out.turn in typed_turns or out.turn in result_turns or (is_open and not was_open):
+    if typed or out.turn in result_turns or (is_open and not was_open):  # a turn is given
       reply_due = out.turn + reply_wait
     was_open = is_open
     played = None
