@@ -46,7 +46,7 @@ from jax_interact import atomic
 from jax_interact import config as config_lib
 from jax_interact.streams import tokenizer as tokenizer_lib
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FEATURES_DIR = "features"
 LAYOUT = "layout.json"
 

@@ -117,6 +117,13 @@ def _dmel_turns(samples: np.ndarray, first_turn: int, n_turns: int, layout: Layo
   return frames_FM.reshape(n_turns, layout.frames_per_turn // k, k, layout.n_mels)
 
 
+def _output_heard_in(intervals_s, n_turns: int, chunk_ms: int) -> np.ndarray:
+  """bool [n_turns]: the micro-turns whose output would be heard during one of `intervals_s`."""
+  flags = np.zeros(n_turns, bool)
+  flags[timing.output_turns_in(intervals_s, n_turns, chunk_ms, overlapping=True)] = True
+  return flags
+
+
 def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer,
                       stream_config) -> tuple[dict[str, np.ndarray], dict[str, int]]:
   """(tracks, stats): the batch-format arrays for all micro-turns of `episode`."""
@@ -126,9 +133,9 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
   spec = dmel.DMelSpec.from_config(stream_config)
 
   patches, video_mask = video.turn_patches(episode.video, episode.video_times_s, n_turns, layout)
-  quiet = np.zeros(n_turns, bool)
-  quiet[timing.output_turns_in(episode.annotations.get("quiet_s", []), n_turns, chunk_ms,
-                               overlapping=True)] = True
+  quiet = _output_heard_in(episode.annotations.get("quiet_s", []), n_turns, chunk_ms)
+  user_speaks = _output_heard_in([(w.start_s, w.end_s) for w in episode.words
+                                  if w.speaker == "user"], n_turns, chunk_ms)
   tracks = {
       "turn": np.arange(n_turns, dtype=np.int32),
       "turn_mask": np.ones(n_turns, bool),
@@ -137,6 +144,7 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
       "scene_event": video.event_turns([e["time_s"] for e in episode.task_events()],
                                        episode.video_times_s, n_turns, chunk_ms),
       "quiet": quiet,
+      "user_speaks": user_speaks,
       "audio_in": _dmel_turns(audio.from_int16(episode.user_audio), 0, n_turns, layout, spec),
       "audio_out": _dmel_turns(audio.from_int16(episode.model_audio), 1, n_turns, layout, spec),
   }

@@ -130,8 +130,10 @@ def defaults() -> ml_collections.ConfigDict:
   # audio target) in micro-turns inside a quiet interval (batch key `quiet`): a pause's silence
   # weighed more than silence elsewhere. 1: no different.
   c.loss.quiet_scale = 1.0
-  # Scales the weight of the model's own silent output slots in micro-turns whose user audio
-  # (`audio_in`) holds a voiced token: silence while the user speaks weighed more. 1: no different.
+  # Scales the weight of the model's own silent output slots in micro-turns whose output would be
+  # heard while the user says a word (batch key `user_speaks`, from the episode's word times: the
+  # user's audio also carries background noise): silence while the user speaks weighed more.
+  # 1: no different.
   c.loss.user_speech_scale = 1.0
 
   # Streaming inference (SPEC §7).

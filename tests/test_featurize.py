@@ -196,6 +196,18 @@ def test_quiet_marks_the_micro_turns_whose_output_is_heard_in_a_quiet_interval(t
   assert not featurize.window(tracks, 5, 10)["quiet"][5:].any()  # padding past the end
 
 
+def test_user_speaks_marks_the_micro_turns_heard_while_the_user_says_a_word(tokenizer):
+  """User words 0.5-0.9 s and 1.2-1.3 s are heard over micro-turns 1, 2, 3 and 5's output; a
+  model word marks nothing, and neither does background noise loud enough to read as voiced."""
+  noise = np.random.default_rng(0).normal(0, 1000, 32000).astype(np.int16)  # about -30 dB
+  ep = episode(words=[Word("user", "hello", 0.5, 0.9), Word("user", "there", 1.2, 1.3),
+                      Word("model", "hi", 1.6, 1.8)], user_audio=noise)
+  tracks, _ = featurize.featurize_episode(ep, LAYOUT, tokenizer, STREAM)
+  assert np.flatnonzero(tracks["user_speaks"]).tolist() == [1, 2, 3, 5]
+  assert dmel.voiced(tracks["audio_in"]).all()
+  assert not featurize.window(tracks, 5, 10)["user_speaks"][5:].any()  # padding past the end
+
+
 def test_scene_events_mark_the_first_micro_turn_whose_frame_shows_them(tokenizer):
   """Frames at 0.25, 0.45, 0.5, 0.9 and 1.7 s; micro-turn t sees the newest frame before
   (t + 1) * 0.2 s. An event is marked where the frame seen is first taken at or after it."""

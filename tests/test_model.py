@@ -114,15 +114,15 @@ def test_only_output_slots_of_valid_turns_carry_weight(setup):
 
 def test_quiet_and_user_speech_scales_weigh_only_the_models_own_silence_where_they_apply(setup):
   """In a quiet micro-turn the model's `<sil>` and unvoiced audio weigh `quiet_scale` times
-  more, in one whose user audio is voiced `user_speech_scale` times more, in one that is both
-  the product; its words, its voiced audio, the user transcript and every other micro-turn keep
-  their weights."""
+  more, in one flagged `user_speaks` `user_speech_scale` times more, in one that is both the
+  product; its words, its voiced audio, the user transcript and every other micro-turn keep
+  their weights, whatever the user's audio holds."""
   config, layout, _, _ = setup
   batch = _batch(config, layout)
-  batch["quiet"] = np.zeros_like(batch["turn_mask"])
-  batch["quiet"][:, 1:3] = True
-  batch["audio_in"][:] = SILENCE_BIN
-  batch["audio_in"][:, 2:4, -1] = SILENCE_BIN + 6
+  for flag, turns in (("quiet", slice(1, 3)), ("user_speaks", slice(2, 4))):
+    batch[flag] = np.zeros_like(batch["turn_mask"])
+    batch[flag][:, turns] = True
+  batch["audio_in"][:] = SILENCE_BIN + 6
   for key in ("text_out", "user_transcript"):
     batch[key][:, :, 0] = SIL
     batch[key][:, :, 1:] = len(SPECIAL_PIECES)

@@ -5,7 +5,7 @@ Input slots are never targets. Every output slot carries a weight within its str
 `silence_weight` on text targets equal to their group's empty value (`<sil>`), 1 otherwise,
 and the model's own silent slots (its `<sil>`, its unvoiced audio) scaled by `loss.quiet_scale`
 in micro-turns inside a quiet interval (the batch's `quiet` flag) and by
-`loss.user_speech_scale` in micro-turns whose user audio is voiced;
+`loss.user_speech_scale` in micro-turns heard while the user says a word (`user_speaks`);
 which slots are targets of which stream is the layout's table (streams/layout.py). Audio slots
 have two losses: the voicing cross-entropy of every slot against `streams.dmel.voiced` of its
 target, and the flow-matching loss of the voiced ones only (an unvoiced slot is exact silence and
@@ -70,16 +70,14 @@ def _silent(group, values: jax.Array) -> jax.Array:
 def _silence_scale(batch: dict[str, jax.Array], quiet_scale: float,
                    user_speech_scale: float) -> jax.Array | None:
   """float32 [B, N]: how much more the model's own silence weighs in each micro-turn:
-  `quiet_scale` in those flagged `quiet`, times `user_speech_scale` in those whose user audio
-  holds a voiced token; None when both are 1."""
+  `quiet_scale` in those flagged `quiet`, times `user_speech_scale` in those flagged
+  `user_speaks`; None when both are 1."""
   if quiet_scale == 1.0 and user_speech_scale == 1.0:
     return None
   scale_BN = jnp.ones(batch["turn_mask"].shape)
-  if quiet_scale != 1.0:
-    scale_BN = jnp.where(batch["quiet"], quiet_scale * scale_BN, scale_BN)
-  if user_speech_scale != 1.0:
-    user_speaks_BN = jnp.any(voicing_targets(batch["audio_in"]), axis=-1)
-    scale_BN = jnp.where(user_speaks_BN, user_speech_scale * scale_BN, scale_BN)
+  for flag, scale in (("quiet", quiet_scale), ("user_speaks", user_speech_scale)):
+    if scale != 1.0:
+      scale_BN = jnp.where(batch[flag], scale * scale_BN, scale_BN)
   return scale_BN
 
 
@@ -88,7 +86,7 @@ def slot_weights(layout: Layout, batch: dict[str, jax.Array], silence_weight: fl
   """float32 [B, N, turn_len]: the loss weight of every position of every micro-turn. The
   weight of the model's own silent output slots (not the user transcript's) is scaled by
   `_silence_scale`: `quiet_scale` in the micro-turns flagged `quiet`, `user_speech_scale` in
-  those where the user's audio is voiced."""
+  those flagged `user_speaks`."""
   silence_scale_BN = _silence_scale(batch, quiet_scale, user_speech_scale)
   groups = []
   for group, n in layout.group_slots:

@@ -148,7 +148,7 @@ def batch_keys(groups: tuple[SlotGroup, ...], segment: Segment) -> tuple[str, ..
 
 
 # Batch arrays of one bool per micro-turn that are not a slot group's mask.
-TURN_FLAGS = ("turn_mask", "scene_event", "quiet")
+TURN_FLAGS = ("turn_mask", "scene_event", "quiet", "user_speaks")
 
 
 def empty_value(key: str, groups: tuple[SlotGroup, ...] = SLOT_GROUPS) -> Any:
@@ -343,4 +343,5 @@ def random_batch(layout: Layout, batch_size: int, n_turns: int, vocab_size: int,
       batch[g.mask] = np.ones((b, n), bool)
   batch["scene_event"] = rng.random((b, n)) < 0.1
   batch["quiet"] = rng.random((b, n)) < 0.3
+  batch["user_speaks"] = rng.random((b, n)) < 0.3
   return batch
