@@ -134,8 +134,8 @@ def featurize_episode(episode: Episode, layout: Layout, tokenizer: tok.Tokenizer
 
   patches, video_mask = video.turn_patches(episode.video, episode.video_times_s, n_turns, layout)
   quiet = _output_heard_in(episode.annotations.get("quiet_s", []), n_turns, chunk_ms)
-  user_speaks = _output_heard_in([(w.start_s, w.end_s) for w in episode.words
-                                  if w.speaker == "user"], n_turns, chunk_ms)
+  user_speaks = _output_heard_in([(w.start_s, w.end_s) for w in episode.user_words()], n_turns,
+                                 chunk_ms)
   tracks = {
       "turn": np.arange(n_turns, dtype=np.int32),
       "turn_mask": np.ones(n_turns, bool),

@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from jax_interact.evaluation import background
-from jax_interact.evaluation.transcripts import Behaviour, normalise, user_speech_s, user_words
+from jax_interact.evaluation.transcripts import Behaviour, normalise, user_speech_s
 from jax_interact.streams import tasks
 from jax_interact.streams.episode import Episode
 
@@ -48,7 +48,7 @@ _PER_EPISODE_SUMS = ("user_word_errors", "user_words", "score_sum", "score_sampl
 
 def _user_speaks_next_s(episode: Episode, after_s: float) -> float:
   """The start of the user's first word after `after_s` (the episode's end if none)."""
-  return min((w.start_s for w in user_words(episode) if w.start_s > after_s),
+  return min((w.start_s for w in episode.user_words() if w.start_s > after_s),
              default=episode.duration_s)
 
 
@@ -313,7 +313,7 @@ def observe(episode: Episode, behaviour: Behaviour) -> Observations:
   obs = SCORERS[episode.task](episode, behaviour)
   obs["quiet_violation_rate"] = [float(_spoke(behaviour, lo, hi))
                                  for lo, hi in episode.annotations.get("quiet_s", [])]
-  reference = [normalise(w.text) for w in user_words(episode)]
+  reference = [normalise(w.text) for w in episode.user_words()]
   hypothesis = [normalise(w) for w in behaviour.user_transcript]
   obs["user_word_errors"] = [float(word_errors(reference, hypothesis))]
   obs["user_words"] = [float(len(reference))]

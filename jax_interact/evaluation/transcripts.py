@@ -148,13 +148,9 @@ def reference(episode: Episode, chunk_ms: int) -> Behaviour:
   """The episode's own model track as behaviour: what the generator's good model does."""
   return from_words([w for w in episode.words if w.speaker == "model"], chunk_ms,
                     delegate_s=[e["time_s"] for e in episode.delegations()],
-                    user_transcript=[w.text for w in user_words(episode)])
-
-
-def user_words(episode: Episode) -> list[Word]:
-  return [w for w in episode.words if w.speaker == "user"]
+                    user_transcript=[w.text for w in episode.user_words()])
 
 
 def user_speech_s(episode: Episode) -> tuple[Interval, ...]:
   """Merged intervals in which the user is speaking (from the episode's user words)."""
-  return merge((w.start_s, w.end_s) for w in user_words(episode))
+  return merge((w.start_s, w.end_s) for w in episode.user_words())

@@ -61,6 +61,9 @@ class Episode:
   def typed_text(self) -> list[dict[str, Any]]:
     return [e for e in self.events if e["type"] == "typed"]
 
+  def user_words(self) -> list[Word]:
+    return [w for w in self.words if w.speaker == "user"]
+
   def delegations(self) -> list[dict[str, Any]]:
     return [e for e in self.events if e["type"] == "delegate"]
 
