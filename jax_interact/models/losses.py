@@ -72,12 +72,13 @@ def _silence_scale(batch: dict[str, jax.Array], quiet_scale: float,
   """float32 [B, N]: how much more the model's own silence weighs in each micro-turn:
   `quiet_scale` in those flagged `quiet`, times `user_speech_scale` in those flagged
   `user_speaks`; None when both are 1."""
-  if quiet_scale == 1.0 and user_speech_scale == 1.0:
+  scaled = [(flag, scale) for flag, scale in (("quiet", quiet_scale),
+                                              ("user_speaks", user_speech_scale)) if scale != 1.0]
+  if not scaled:
     return None
   scale_BN = jnp.ones(batch["turn_mask"].shape)
-  for flag, scale in (("quiet", quiet_scale), ("user_speaks", user_speech_scale)):
-    if scale != 1.0:
-      scale_BN = jnp.where(batch[flag], scale * scale_BN, scale_BN)
+  for flag, scale in scaled:
+    scale_BN = jnp.where(batch[flag], scale * scale_BN, scale_BN)
   return scale_BN
 
 
